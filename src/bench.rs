@@ -1,0 +1,172 @@
+//! Throughput benchmark of the ensemble engine: a synthetic Network ADS driven at a chosen
+//! firing rate, timed after a warm-up with the work finished.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::chip::{MismatchMode, Perturbation};
+use crate::engine::{Engine, EngineError, EnsembleJob, Record};
+use crate::snn::{Network, SnnParams};
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchSpec {
+    pub instances: u32,
+    pub neurons: usize,
+    pub steps: usize,
+    /// Relative mismatch sigma (paper mode).
+    pub mismatch: f32,
+    /// Target mean firing rate, Hz.
+    pub rate_hz: f32,
+    /// Teacher dimension Nc of the synthetic network.
+    pub nc: usize,
+    pub seed: u64,
+}
+
+/// `--json` output of `robust-snn bench`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub backend: String,
+    pub instances: u32,
+    pub neurons: usize,
+    pub steps: usize,
+    pub mismatch: f32,
+    pub target_rate_hz: f32,
+    pub mean_rate_hz: f64,
+    pub wall_seconds: f64,
+    pub neuron_steps_per_s: f64,
+    pub synaptic_events_per_s: f64,
+    pub synaptic_events: u64,
+    pub threads: usize,
+}
+
+/// A network with Network ADS structure (D, F, balanced W_fast) and a random, weak W_slow, so
+/// both recurrent paths carry events, as in a trained network.
+pub fn synthetic_network(spec: &BenchSpec) -> Result<Network, EngineError> {
+    let params = SnnParams {
+        n: spec.neurons,
+        ..SnnParams::default()
+    };
+    let nc = spec.nc;
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let w_in: Vec<f32> = (0..nc).map(|_| rng.random::<f32>() - 0.5).collect();
+    let w_out: Vec<f32> = (0..nc).map(|_| 0.1 * (rng.random::<f32>() - 0.5)).collect();
+    let mut net = Network::init(params, w_in, w_out, nc, 1, 1, spec.seed)?;
+    let n = net.n;
+    let scale = 0.02 / (n as f32).sqrt();
+    for pre in 0..n {
+        for post in 0..n {
+            if pre != post {
+                net.w_slow[pre * n + post] = scale * (rng.random::<f32>() - 0.5);
+            }
+        }
+    }
+    Ok(net)
+}
+
+fn rate_of(engine: &dyn Engine, net: &Network, pert: &Perturbation, seed: u64, steps: usize) -> Result<f64, EngineError> {
+    let inputs = vec![vec![0.0f32; steps]];
+    let job = EnsembleJob {
+        net,
+        perturbation: pert,
+        seed,
+        instances: 0..2,
+        inputs: &inputs,
+        trial_offset: 0,
+        steps,
+        record: Record::default(),
+    };
+    let out = engine.simulate(&job)?;
+    let spikes: u64 = out
+        .trials
+        .iter()
+        .flatten()
+        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+        .sum();
+    Ok(spikes as f64 / (2.0 * net.n as f64 * steps as f64 * net.params.dt_s() as f64))
+}
+
+/// Find the bias current that gives the target rate (bisection on short runs).
+pub fn calibrate(engine: &dyn Engine, net: &mut Network, pert: &Perturbation, spec: &BenchSpec) -> Result<f64, EngineError> {
+    let (mut lo, mut hi) = (0.0f32, 5.0f32);
+    let mut rate = 0.0;
+    for _ in 0..18 {
+        let mid = 0.5 * (lo + hi);
+        net.params.bias = mid;
+        rate = rate_of(engine, net, pert, spec.seed, 400)?;
+        if (rate - spec.rate_hz as f64).abs() < 0.05 * spec.rate_hz as f64 {
+            break;
+        }
+        if rate < spec.rate_hz as f64 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(rate)
+}
+
+/// Run the benchmark on `engine`.
+pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineError> {
+    if spec.instances == 0 || spec.neurons == 0 || spec.steps == 0 {
+        return Err(EngineError::InvalidJob("instances, neurons and steps must be > 0".into()));
+    }
+    if !(spec.rate_hz > 0.0 && spec.rate_hz.is_finite()) {
+        return Err(EngineError::InvalidJob(format!("rate must be > 0 Hz, got {}", spec.rate_hz)));
+    }
+    let pert = Perturbation {
+        mismatch: spec.mismatch,
+        mode: MismatchMode::Paper,
+        ..Perturbation::default()
+    };
+    pert.validate().map_err(EngineError::InvalidPerturbation)?;
+    let mut net = synthetic_network(spec)?;
+    calibrate(engine, &mut net, &pert, spec)?;
+    let inputs = vec![vec![0.0f32; spec.steps]];
+    let job = EnsembleJob {
+        net: &net,
+        perturbation: &pert,
+        seed: spec.seed,
+        instances: 0..spec.instances,
+        inputs: &inputs,
+        trial_offset: 0,
+        steps: spec.steps,
+        record: Record::default(),
+    };
+    // Warm-up: caches, thread pool, (on a GPU) pipelines.
+    let warm = EnsembleJob {
+        instances: 0..spec.instances.min(4),
+        steps: spec.steps.min(100),
+        inputs: &inputs,
+        ..job
+    };
+    let warm_inputs = vec![vec![0.0f32; spec.steps.min(100)]];
+    engine.simulate(&EnsembleJob { inputs: &warm_inputs, ..warm })?;
+    let t0 = Instant::now();
+    let out = engine.simulate(&job)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let spikes: u64 = out
+        .trials
+        .iter()
+        .flatten()
+        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+        .sum();
+    let neuron_steps = spec.instances as f64 * spec.neurons as f64 * spec.steps as f64;
+    Ok(BenchResult {
+        backend: engine.name(),
+        instances: spec.instances,
+        neurons: spec.neurons,
+        steps: spec.steps,
+        mismatch: spec.mismatch,
+        target_rate_hz: spec.rate_hz,
+        mean_rate_hz: spikes as f64 / (neuron_steps * net.params.dt_s() as f64),
+        wall_seconds: wall,
+        neuron_steps_per_s: neuron_steps / wall,
+        synaptic_events_per_s: out.synaptic_events as f64 / wall,
+        synaptic_events: out.synaptic_events,
+        threads: rayon::current_num_threads(),
+    })
+}

@@ -1,0 +1,450 @@
+//! One simulated chip instance: a nominal network plus one draw of every enabled perturbation,
+//! keyed by `(seed, instance index)` through [`super::rng`] (the layout is documented there).
+//!
+//! Mismatch (DESIGN.md §5, paper §7.1), level sigma:
+//! * per neuron `tau_mem, tau_slow, V_th ~ |N(mu, (sigma mu)²)|`, computed as
+//!   `|mu (1 + sigma z)|` with z from the neuron's stream (floored at `1e-3 mu` for the time
+//!   constants so that no division by zero can happen);
+//! * per synapse `F, D, W_slow` multiplied by `(1 + sigma z)`;
+//! * `MismatchMode::Full` also perturbs `tau_fast`, `tau_out` (per neuron) and `W_fast` (per
+//!   synapse); `Paper` leaves them nominal, as the paper did.
+//!
+//! The W_slow / W_fast factors are procedural: `Instance` stores only O(N·Nc + N·C) data; the
+//! factors of a row are regenerated with [`Instance::fill_w_slow_factors`] /
+//! [`Instance::fill_w_fast_factors`] (one Philox call serves 4 synapses).
+//!
+//! Quantisation is a property of the nominal weights: `Instance::draw` expects the already
+//! quantised network (`Network::quantized(bits)`); the engine does this once per job.
+
+use serde::{Deserialize, Serialize};
+
+use super::rng::{self, Stream};
+use crate::snn::Network;
+use crate::snn::network::input_projection;
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum MismatchMode {
+    /// tau_mem, tau_slow, V_th per neuron; F, D, W_slow per synapse (the paper's protocol).
+    #[default]
+    Paper,
+    /// Paper plus tau_fast, tau_out per neuron and W_fast per synapse.
+    Full,
+}
+
+/// The perturbations of a chip ensemble. `Default` = none.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Perturbation {
+    /// Relative mismatch sigma (0.05, 0.1, 0.2, 0.3 in the paper).
+    pub mismatch: f32,
+    pub mode: MismatchMode,
+    /// Weight quantisation to this many bits (per matrix, before mismatch).
+    pub bits: Option<u32>,
+    /// Membrane noise std per step, in units of (V_th - V_reset) (nominal values).
+    pub noise: f32,
+    /// Fraction of silenced neurons, held at V = 0.
+    pub silence: f32,
+}
+
+impl Perturbation {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.mismatch.is_finite() && self.mismatch >= 0.0) {
+            return Err(format!("mismatch must be >= 0, got {}", self.mismatch));
+        }
+        if let Some(b) = self.bits
+            && !(1..=24).contains(&b)
+        {
+            return Err(format!("bits must be in 1..=24, got {b}"));
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(format!("noise must be >= 0, got {}", self.noise));
+        }
+        if !(0.0..=1.0).contains(&self.silence) {
+            return Err(format!("silence must be in [0, 1], got {}", self.silence));
+        }
+        Ok(())
+    }
+
+    /// Number of silenced neurons: floor(silence * n) (with a 1e-4 tolerance for the f32
+    /// representation of `silence`, so 0.7 * 10 gives 7).
+    pub fn n_silenced(&self, n: usize) -> usize {
+        ((self.silence as f64 * n as f64 + 1e-4).floor() as usize).min(n)
+    }
+}
+
+/// One simulated chip. Time constants in seconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    pub seed: u64,
+    pub index: u32,
+    pub n: usize,
+    pub nc: usize,
+    pub n_in: usize,
+    pub tau_mem: Vec<f32>,
+    pub tau_slow: Vec<f32>,
+    pub v_th: Vec<f32>,
+    pub tau_fast: Vec<f32>,
+    pub tau_out: Vec<f32>,
+    pub silenced: Vec<bool>,
+    /// Folded input projection with the mismatched F, N x C (A · F_inst · W_in_teacherᵀ).
+    pub input_proj: Vec<f32>,
+    /// Mismatched decoder, Nc x N.
+    pub d: Vec<f32>,
+    /// Per-synapse relative sigma of W_slow (0 = nominal).
+    pub w_slow_sigma: f32,
+    /// Per-synapse relative sigma of W_fast (0 unless `MismatchMode::Full`).
+    pub w_fast_sigma: f32,
+    /// Membrane noise std per step, in voltage units.
+    pub noise_std: f32,
+}
+
+#[inline]
+fn perturbed(mu: f32, sigma: f32, z: f32) -> f32 {
+    if sigma == 0.0 {
+        mu
+    } else {
+        (mu * (1.0 + sigma * z)).abs()
+    }
+}
+
+#[inline]
+fn perturbed_tau(mu: f32, sigma: f32, z: f32) -> f32 {
+    perturbed(mu, sigma, z).max(1e-3 * mu)
+}
+
+impl Instance {
+    /// Draws instance `index` of `net` (already quantised if quantisation is wanted).
+    /// `pert` should be validated; invalid values are clamped into range here.
+    pub fn draw(net: &Network, pert: &Perturbation, seed: u64, index: u32) -> Instance {
+        let (n, nc, c) = (net.n, net.nc, net.n_in);
+        let p = &net.params;
+        let sigma = pert.mismatch.max(0.0);
+        let full = pert.mode == MismatchMode::Full;
+        let per_neuron = |stream: Stream, mu: f32, sig: f32, tau: bool| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| {
+                    let z = if sig == 0.0 {
+                        0.0
+                    } else {
+                        rng::neuron_normal(seed, index, stream, i)
+                    };
+                    if tau {
+                        perturbed_tau(mu, sig, z)
+                    } else {
+                        perturbed(mu, sig, z)
+                    }
+                })
+                .collect()
+        };
+        let tau_mem = per_neuron(Stream::TAU_MEM, p.tau_mem_s(), sigma, true);
+        let tau_slow = per_neuron(Stream::TAU_SLOW, p.tau_slow_ms * 1e-3, sigma, true);
+        let v_th = per_neuron(Stream::V_TH, p.v_th, sigma, false);
+        let s_full = if full { sigma } else { 0.0 };
+        let tau_fast = per_neuron(Stream::TAU_FAST, p.tau_fast_ms * 1e-3, s_full, true);
+        let tau_out = per_neuron(Stream::TAU_OUT, p.tau_out_ms * 1e-3, s_full, true);
+
+        // Per-synapse F (N x Nc) and D (Nc x N).
+        let mut f = net.f.clone();
+        let mut d = net.d.clone();
+        if sigma > 0.0 {
+            let mut row = vec![0f32; nc.max(n)];
+            for i in 0..n {
+                let r = &mut row[..nc];
+                rng::fill_factors_row(seed, index, Stream::W_F, i as u32, sigma, r);
+                for (x, fac) in f[i * nc..(i + 1) * nc].iter_mut().zip(r.iter()) {
+                    *x *= fac;
+                }
+            }
+            for k in 0..nc {
+                let r = &mut row[..n];
+                rng::fill_factors_row(seed, index, Stream::W_D, k as u32, sigma, r);
+                for (x, fac) in d[k * n..(k + 1) * n].iter_mut().zip(r.iter()) {
+                    *x *= fac;
+                }
+            }
+        }
+        let input_proj = input_projection(&f, &net.w_in_teacher, n, nc, c, p.input_amplitude());
+
+        let silenced = silenced_set(seed, index, n, pert.n_silenced(n));
+        Instance {
+            seed,
+            index,
+            n,
+            nc,
+            n_in: c,
+            tau_mem,
+            tau_slow,
+            v_th,
+            tau_fast,
+            tau_out,
+            silenced,
+            input_proj,
+            d,
+            w_slow_sigma: sigma,
+            w_fast_sigma: s_full,
+            noise_std: pert.noise.max(0.0) * (p.v_th - p.v_reset),
+        }
+    }
+
+    /// `out[post] = 1 + sigma z(W_SLOW, pre, post)`: the mismatch factors of W_slow row `pre`.
+    pub fn fill_w_slow_factors(&self, pre: u32, out: &mut [f32]) {
+        rng::fill_factors_row(
+            self.seed,
+            self.index,
+            Stream::W_SLOW,
+            pre,
+            self.w_slow_sigma,
+            out,
+        );
+    }
+
+    /// `out[post] = 1 + sigma z(W_FAST, pre, post)`: factors of the synapses pre -> post
+    /// (matrix element `w_fast[post][pre]`).
+    pub fn fill_w_fast_factors(&self, pre: u32, out: &mut [f32]) {
+        rng::fill_factors_row(
+            self.seed,
+            self.index,
+            Stream::W_FAST,
+            pre,
+            self.w_fast_sigma,
+            out,
+        );
+    }
+
+    /// Effective W_slow `[pre][post]` of this chip into `out` (N x N scratch).
+    pub fn effective_w_slow(&self, w_slow: &[f32], out: &mut [f32]) {
+        let n = self.n;
+        for pre in 0..n {
+            let src = &w_slow[pre * n..(pre + 1) * n];
+            let dst = &mut out[pre * n..(pre + 1) * n];
+            if self.w_slow_sigma == 0.0 || src.iter().all(|&w| w == 0.0) {
+                dst.copy_from_slice(src);
+                continue;
+            }
+            self.fill_w_slow_factors(pre as u32, dst);
+            for (o, w) in dst.iter_mut().zip(src) {
+                *o *= w;
+            }
+        }
+    }
+
+    /// Effective W_fast *transposed*, `[pre][post]`, into `out`, from `w_fast_t` = nominal
+    /// W_fast transposed (`w_fast_t[pre][post] = w_fast[post][pre]`).
+    pub fn effective_w_fast_t(&self, w_fast_t: &[f32], out: &mut [f32]) {
+        let n = self.n;
+        for pre in 0..n {
+            let src = &w_fast_t[pre * n..(pre + 1) * n];
+            let dst = &mut out[pre * n..(pre + 1) * n];
+            if self.w_fast_sigma == 0.0 || src.iter().all(|&w| w == 0.0) {
+                dst.copy_from_slice(src);
+                continue;
+            }
+            self.fill_w_fast_factors(pre as u32, dst);
+            for (o, w) in dst.iter_mut().zip(src) {
+                *o *= w;
+            }
+        }
+    }
+
+    /// Initial membrane potentials of trial `trial`: `V_i = V_reset + u (V_th_i - V_reset)`,
+    /// `u = uniform4(seed, index, INIT_V, trial, i/4)[i%4]`; silenced neurons start at 0.
+    pub fn initial_v(&self, v_reset: f32, trial: u32, out: &mut [f32]) {
+        initial_v(self.seed, self.index, trial, v_reset, &self.v_th, out);
+        for (v, &s) in out.iter_mut().zip(&self.silenced) {
+            if s {
+                *v = 0.0;
+            }
+        }
+    }
+
+    /// Indices of the silenced neurons, ascending.
+    pub fn silenced_indices(&self) -> Vec<u32> {
+        (0..self.n as u32)
+            .filter(|&i| self.silenced[i as usize])
+            .collect()
+    }
+}
+
+/// `V_i = v_reset + u_i (v_th_i - v_reset)`, `u_i = uniform4(seed, instance, INIT_V, trial, i/4)[i%4]`.
+pub fn initial_v(
+    seed: u64,
+    instance: u32,
+    trial: u32,
+    v_reset: f32,
+    v_th: &[f32],
+    out: &mut [f32],
+) {
+    for (q, chunk) in out.chunks_mut(4).enumerate() {
+        let u = rng::uniform4(seed, instance, Stream::INIT_V, trial, q as u32);
+        for (l, v) in chunk.iter_mut().enumerate() {
+            let i = 4 * q + l;
+            *v = v_reset + u[l] * (v_th[i] - v_reset);
+        }
+    }
+}
+
+/// The `k` neurons with the smallest raw draws `draws(seed, index, SILENCE, i/4, 0)[i%4]`
+/// (ties by index).
+pub fn silenced_set(seed: u64, index: u32, n: usize, k: usize) -> Vec<bool> {
+    let mut mask = vec![false; n];
+    if k == 0 {
+        return mask;
+    }
+    let mut keyed: Vec<(u32, u32)> = (0..n as u32)
+        .map(|i| {
+            (
+                rng::draws(seed, index, Stream::SILENCE, i / 4, 0)[(i % 4) as usize],
+                i,
+            )
+        })
+        .collect();
+    keyed.sort_unstable();
+    for &(_, i) in &keyed[..k] {
+        mask[i as usize] = true;
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snn::SnnParams;
+
+    fn net(n: usize) -> Network {
+        let p = SnnParams {
+            n,
+            ..Default::default()
+        };
+        Network::init(p, vec![1.0; 8], vec![1.0; 8], 8, 1, 1, 3).unwrap()
+    }
+
+    fn mean_cv(v: &[f32]) -> (f64, f64) {
+        let m = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64;
+        (m, var.sqrt() / m)
+    }
+
+    #[test]
+    fn mismatch_statistics_and_reproducibility() {
+        let net = net(100);
+        let pert = Perturbation {
+            mismatch: 0.2,
+            ..Default::default()
+        };
+        let insts: Vec<Instance> = (0..300)
+            .map(|k| Instance::draw(&net, &pert, 11, k))
+            .collect();
+        let all = |f: &dyn Fn(&Instance) -> &Vec<f32>| -> Vec<f32> {
+            insts.iter().flat_map(|i| f(i).iter().copied()).collect()
+        };
+        for (name, v, mu) in [
+            ("tau_mem", all(&|i| &i.tau_mem), 0.05),
+            ("tau_slow", all(&|i| &i.tau_slow), 0.07),
+            ("v_th", all(&|i| &i.v_th), 1.0),
+        ] {
+            let (m, cv) = mean_cv(&v);
+            assert!((m / mu - 1.0).abs() < 0.01, "{name} mean {m}");
+            assert!((cv / 0.2 - 1.0).abs() < 0.03, "{name} cv {cv}");
+        }
+        // Paper mode: tau_fast / tau_out nominal
+        assert!(insts[0].tau_out.iter().all(|&t| t == 0.07f32));
+        assert!(insts[0].tau_fast.iter().all(|&t| t == 0.001f32));
+        // per-synapse factors: D relative deviations
+        let rel: Vec<f32> = insts
+            .iter()
+            .flat_map(|i| i.d.iter().zip(&net.d).map(|(a, b)| a / b))
+            .collect();
+        let (m, cv) = mean_cv(&rel);
+        assert!(
+            (m - 1.0).abs() < 0.005 && (cv / 0.2 - 1.0).abs() < 0.03,
+            "D {m} {cv}"
+        );
+        let mut row = vec![0f32; 100];
+        let facs: Vec<f32> = insts
+            .iter()
+            .flat_map(|i| {
+                i.fill_w_slow_factors(5, &mut row);
+                row.clone()
+            })
+            .collect();
+        let (m, cv) = mean_cv(&facs);
+        assert!(
+            (m - 1.0).abs() < 0.005 && (cv / 0.2 - 1.0).abs() < 0.03,
+            "Wslow {m} {cv}"
+        );
+        // identical when drawn twice, different across instances
+        assert_eq!(Instance::draw(&net, &pert, 11, 7), insts[7]);
+        assert_ne!(insts[7].tau_mem, insts[8].tau_mem);
+        // Full mode perturbs tau_out and W_fast
+        let full = Perturbation {
+            mode: MismatchMode::Full,
+            ..pert.clone()
+        };
+        let fi = Instance::draw(&net, &full, 11, 7);
+        assert_eq!(fi.tau_mem, insts[7].tau_mem);
+        let (_, cv) = mean_cv(&fi.tau_out);
+        assert!(cv > 0.1);
+        assert_eq!(fi.w_fast_sigma, 0.2);
+    }
+
+    #[test]
+    fn zero_sigma_is_nominal() {
+        let net = net(20);
+        let inst = Instance::draw(&net, &Perturbation::default(), 1, 0);
+        assert!(inst.tau_mem.iter().all(|&t| t == 0.05f32));
+        assert!(inst.v_th.iter().all(|&t| t == 1.0));
+        assert_eq!(inst.d, net.d);
+        assert_eq!(inst.input_proj, net.input_projection());
+        assert!(inst.silenced.iter().all(|&s| !s));
+    }
+
+    #[test]
+    fn silencing_count_and_set() {
+        let n = 37;
+        for &(p, want) in &[(0.4f32, 14usize), (0.7, 25), (0.0, 0), (1.0, 37)] {
+            let pert = Perturbation {
+                silence: p,
+                ..Default::default()
+            };
+            assert_eq!(pert.n_silenced(n), want);
+            let inst = Instance::draw(&net(n), &pert, 9, 4);
+            assert_eq!(inst.silenced.iter().filter(|&&s| s).count(), want);
+            // the silenced ones are exactly those with the smallest draws
+            let mut u: Vec<(u32, usize)> = (0..n)
+                .map(|i| {
+                    (
+                        rng::draws(9, 4, Stream::SILENCE, (i / 4) as u32, 0)[i % 4],
+                        i,
+                    )
+                })
+                .collect();
+            u.sort();
+            for (rank, &(_, i)) in u.iter().enumerate() {
+                assert_eq!(inst.silenced[i], rank < want);
+            }
+        }
+        assert_eq!(
+            Perturbation {
+                silence: 0.1,
+                ..Default::default()
+            }
+            .n_silenced(10),
+            1
+        );
+    }
+
+    #[test]
+    fn perturbation_validation() {
+        assert!(Perturbation::default().validate().is_ok());
+        let bad = Perturbation {
+            silence: 1.5,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("silence"));
+        let bad = Perturbation {
+            bits: Some(0),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("bits"));
+    }
+}

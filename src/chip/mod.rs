@@ -1,0 +1,8 @@
+//! What one simulated chip is: counter-based random draws, mismatch, quantisation, silencing,
+//! membrane noise (DESIGN.md §5).
+
+pub mod instance;
+pub mod quantize;
+pub mod rng;
+
+pub use instance::{Instance, MismatchMode, Perturbation};

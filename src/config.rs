@@ -1,0 +1,384 @@
+//! The experiment file: one TOML document describes a whole run.
+//!
+//! Every field has a default (see `configs/xor.toml` for the commented reference), unknown keys are
+//! rejected by serde, and [`Config::validate`] checks values so that a bad file fails before any
+//! work starts, with a message naming the file, the key and the reason.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::snn::params::SnnParams;
+use crate::tasks::ecg::{EcgParams, EcgTask};
+use crate::tasks::xor::{XorParams, XorTask};
+use crate::tasks::Task;
+
+/// The shipped configs, embedded so the binary runs without the repository beside it.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("configs/xor.toml", include_str!("../configs/xor.toml")),
+    ("configs/ecg.toml", include_str!("../configs/ecg.toml")),
+];
+
+/// A config that could not be read or is invalid. The message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {}", .problems.join("; "))]
+    Invalid { file: String, problems: Vec<String> },
+}
+
+/// The whole experiment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Drives every random draw of the run (task streams, initialisation, instances).
+    pub seed: u64,
+    pub task: TaskConfig,
+    pub teacher: TeacherConfig,
+    pub snn: SnnParams,
+    pub training: TrainingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            task: TaskConfig::default(),
+            teacher: TeacherConfig::default(),
+            snn: SnnParams::default(),
+            training: TrainingConfig::default(),
+        }
+    }
+}
+
+/// Which task, and its parameters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// `xor` (temporal XOR) or `ecg` (ECG anomaly detection).
+    pub kind: TaskKind,
+    pub xor: XorParams,
+    pub ecg: EcgParams,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            kind: TaskKind::Xor,
+            xor: XorParams::default(),
+            ecg: EcgParams::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Xor,
+    Ecg,
+}
+
+/// The rate-RNN teacher and its BPTT training (DESIGN.md section 3).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Hidden units Nc.
+    pub hidden: usize,
+    /// Lower bound on every unit's time constant (clamped after each optimiser step).
+    pub tau_min_ms: f32,
+    /// Initial time constants are linearly spaced from `tau_init_min_ms` to `tau_init_max_ms`.
+    pub tau_init_min_ms: f32,
+    pub tau_init_max_ms: f32,
+    /// W_in = input_scale * (U(0,1) - 0.5).
+    pub input_scale: f32,
+    /// Initial spectral radius of W_rec.
+    pub spectral_radius: f32,
+    pub epochs: usize,
+    /// Optimiser steps per epoch, each on `batch_size` fresh training trials.
+    pub batches_per_epoch: usize,
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Gradients are clipped to this global L2 norm (0 disables clipping).
+    pub grad_clip: f32,
+    /// L2 penalties: coefficient times the mean square of W_rec, b and W_out.
+    pub l2_rec: f32,
+    pub l2_bias: f32,
+    pub l2_out: f32,
+    pub val_trials: usize,
+    pub test_trials: usize,
+    /// Stop early once validation accuracy reaches this value (1.0 never stops early).
+    pub target_val_accuracy: f32,
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            tau_min_ms: 15.0,
+            tau_init_min_ms: 10.0,
+            tau_init_max_ms: 100.0,
+            input_scale: 10.0,
+            spectral_radius: 0.95,
+            epochs: 40,
+            batches_per_epoch: 10,
+            batch_size: 32,
+            learning_rate: 3e-3,
+            grad_clip: 1.0,
+            l2_rec: 1e-4,
+            l2_bias: 1e-4,
+            l2_out: 1e-4,
+            val_trials: 200,
+            test_trials: 1000,
+            target_val_accuracy: 1.0,
+        }
+    }
+}
+
+/// Training of the spiking network with the local rule (DESIGN.md section 2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub epochs: usize,
+    /// Fresh training trials per epoch (batch size 1, as in the reference).
+    pub samples_per_epoch: usize,
+    /// Learning rate eta of the W_slow update.
+    pub eta: f32,
+    /// Initial error-feedback gain k.
+    pub k: f32,
+    /// Number of equal plateaus k steps down through (1 = constant k).
+    pub k_plateaus: usize,
+    /// k never drops below this.
+    pub k_min: f32,
+    pub val_trials: usize,
+    pub test_trials: usize,
+    /// Networks trained at once, with seeds seed, seed+1, ...; the best on validation is kept.
+    pub networks: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            samples_per_epoch: 500,
+            eta: 1e-6,
+            k: 75.0,
+            k_plateaus: 1,
+            k_min: 25.0,
+            val_trials: 200,
+            test_trials: 1000,
+            networks: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a config file. `name` is what errors call the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(source) => {
+                // A path that names a shipped config still works without the repository.
+                if let Some((_, text)) = EMBEDDED.iter().find(|(p, _)| Path::new(p) == path) {
+                    text.to_string()
+                } else {
+                    return Err(ConfigError::Read { file, source });
+                }
+            }
+        };
+        Self::parse(&text, &file)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: format_toml_error(&e, text),
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Check every value; all problems are reported at once.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let t = &self.teacher;
+        positive(&mut p, "teacher.hidden", t.hidden as f64);
+        positive(&mut p, "teacher.tau_min_ms", t.tau_min_ms as f64);
+        positive(&mut p, "teacher.tau_init_min_ms", t.tau_init_min_ms as f64);
+        positive(&mut p, "teacher.tau_init_max_ms", t.tau_init_max_ms as f64);
+        if t.tau_init_max_ms < t.tau_init_min_ms {
+            p.push(format!(
+                "teacher.tau_init_max_ms must be >= teacher.tau_init_min_ms ({}), got {}",
+                t.tau_init_min_ms, t.tau_init_max_ms
+            ));
+        }
+        non_negative(&mut p, "teacher.input_scale", t.input_scale as f64);
+        positive(&mut p, "teacher.spectral_radius", t.spectral_radius as f64);
+        positive(&mut p, "teacher.epochs", t.epochs as f64);
+        positive(&mut p, "teacher.batches_per_epoch", t.batches_per_epoch as f64);
+        positive(&mut p, "teacher.batch_size", t.batch_size as f64);
+        positive(&mut p, "teacher.learning_rate", t.learning_rate);
+        non_negative(&mut p, "teacher.grad_clip", t.grad_clip as f64);
+        non_negative(&mut p, "teacher.l2_rec", t.l2_rec as f64);
+        non_negative(&mut p, "teacher.l2_bias", t.l2_bias as f64);
+        non_negative(&mut p, "teacher.l2_out", t.l2_out as f64);
+        positive(&mut p, "teacher.val_trials", t.val_trials as f64);
+        positive(&mut p, "teacher.test_trials", t.test_trials as f64);
+        in_unit(&mut p, "teacher.target_val_accuracy", t.target_val_accuracy as f64);
+
+        let r = &self.training;
+        positive(&mut p, "training.epochs", r.epochs as f64);
+        positive(&mut p, "training.samples_per_epoch", r.samples_per_epoch as f64);
+        non_negative(&mut p, "training.eta", r.eta as f64);
+        non_negative(&mut p, "training.k", r.k as f64);
+        positive(&mut p, "training.k_plateaus", r.k_plateaus as f64);
+        non_negative(&mut p, "training.k_min", r.k_min as f64);
+        positive(&mut p, "training.val_trials", r.val_trials as f64);
+        positive(&mut p, "training.test_trials", r.test_trials as f64);
+        positive(&mut p, "training.networks", r.networks as f64);
+
+        if let Err(m) = self.snn.validate() {
+            p.push(format!("snn.{m}"));
+        }
+        if let Err(m) = self.task.xor.validate() {
+            p.push(format!("task.xor.{m}"));
+        }
+        if let Err(m) = self.task.ecg.validate() {
+            p.push(format!("task.ecg.{m}"));
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                problems: p,
+            })
+        }
+    }
+
+    /// The configured task, seeded from the global seed.
+    pub fn task(&self) -> Box<dyn Task> {
+        match self.task.kind {
+            TaskKind::Xor => Box::new(XorTask::new(self.task.xor.clone(), self.seed)),
+            TaskKind::Ecg => Box::new(EcgTask::new(self.task.ecg.clone(), self.seed)),
+        }
+    }
+
+    /// The resolved config as TOML (written into every run folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise: {e}\n"))
+    }
+
+    /// Replace one value given as a dotted key (`teacher.epochs`) and a TOML literal or bare
+    /// string; the result is validated like a file.
+    pub fn with_override(&self, key: &str, value: &str, file: &str) -> Result<Self, ConfigError> {
+        let mut doc: toml::Value =
+            toml::Value::try_from(self).map_err(|e| ConfigError::Parse {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
+        let parsed = parse_literal(value);
+        let mut cur = &mut doc;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let table = cur.as_table_mut().ok_or_else(|| ConfigError::Parse {
+                file: file.to_string(),
+                message: format!("{key}: not a config key"),
+            })?;
+            if i + 1 == parts.len() {
+                if !table.contains_key(*part) {
+                    return Err(ConfigError::Parse {
+                        file: file.to_string(),
+                        message: format!("{key}: unknown config key"),
+                    });
+                }
+                table.insert(part.to_string(), parsed.clone());
+                break;
+            }
+            cur = table.get_mut(*part).ok_or_else(|| ConfigError::Parse {
+                file: file.to_string(),
+                message: format!("{key}: unknown config key"),
+            })?;
+        }
+        let text = toml::to_string(&doc).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, file).map_err(|e| match e {
+            ConfigError::Parse { file, message } => ConfigError::Parse {
+                file,
+                message: format!("{key} = {value}: {message}"),
+            },
+            other => other,
+        })
+    }
+}
+
+/// A value from the command line: a TOML literal where it parses as one, else a bare string.
+fn parse_literal(value: &str) -> toml::Value {
+    let wrapped = format!("v = {value}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.to_string())),
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+/// toml's messages carry a multi-line source excerpt; keep the line/column and reason on one line.
+fn format_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} (`{line}`): {msg}")
+        }
+        None => msg,
+    }
+}
+
+fn positive(p: &mut Vec<String>, key: &str, v: f64) {
+    if !(v > 0.0) || !v.is_finite() {
+        p.push(format!("{key} must be > 0, got {v}"));
+    }
+}
+
+fn non_negative(p: &mut Vec<String>, key: &str, v: f64) {
+    if !(v >= 0.0) || !v.is_finite() {
+        p.push(format!("{key} must be >= 0, got {v}"));
+    }
+}
+
+fn in_unit(p: &mut Vec<String>, key: &str, v: f64) {
+    if !(0.0..=1.0).contains(&v) {
+        p.push(format!("{key} must be in [0, 1], got {v}"));
+    }
+}
+
+/// Where a run writes: `DIR/config.toml`, `DIR/teacher/`, `DIR/snn/`, ...
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn teacher(&self) -> PathBuf {
+        self.root.join("teacher")
+    }
+    pub fn snn(&self) -> PathBuf {
+        self.root.join("snn")
+    }
+    pub fn task(&self) -> PathBuf {
+        self.root.join("task")
+    }
+}

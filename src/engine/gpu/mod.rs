@@ -1,0 +1,886 @@
+//! The GPU ensemble engine (wgpu + WGSL, DESIGN.md §6). [`GpuEngine`] computes the same function
+//! as [`crate::engine::CpuEngine`] (its CPU twin is [`crate::engine::cpu::step`]); the shader is
+//! `shaders/lif_ensemble.wgsl`, the random numbers `shaders/rng.wgsl` (twin of
+//! [`crate::chip::rng`]).
+//!
+//! # Work decomposition
+//! One workgroup per (instance, trial) pair; an invocation owns neuron quads `lid, lid + WG, ...`
+//! (4 neurons per `vec4`, one Philox call per quad). The time loop runs inside the shader for K
+//! steps per dispatch (K adapted so that a dispatch takes about [`TARGET_DISPATCH`]); the state
+//! stays in storage buffers between dispatches and results are read back once per chunk.
+//!
+//! # Buffers (all `vec4<f32>` unless noted; nq = ceil(N/4), ncq = ceil(Nc/4), nw = ceil(N/32))
+//! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fastᵀ `[pre][nq]` (only when W_fast is
+//!   nonzero), Dᵀ `[i][ncq]`, W_outᵀ `[o][ncq]` — the nominal (quantised) weights.
+//! * `inst` (per instance of the chunk, `2 + (8 + C) nq` vec4): instance index and sigmas, noise
+//!   std and the shared readout decay; per quad alpha, V_th, decay/inverse of tau_fast, tau_slow,
+//!   tau_out; the folded input projection `[ch][nq]`. Drawn on the host with `Instance::draw`
+//!   (so identical to the CPU); no N x N or Nc x N data per instance: the W_slow, W_fast and D
+//!   mismatch factors are regenerated in the shader from Philox.
+//! * `inputs` (f32, `[trial][t][ch]`), shared by all instances.
+//! * `state` (per pair, `4 nq + ncq` vec4): V, I_fast, I_slow, r, x~.
+//! * `out` (per pair, u32 words): spike counts (4 nq), y `[t][n_out]`, then optionally x~
+//!   `[t][Nc]`, spike masks `[t][nw]`, V `[t][4 nq]`.
+//!
+//! # Chunking
+//! The (instance, trial) pairs are processed in chunks of P consecutive pairs (instance-major),
+//! P = the largest value such that one workgroup per pair fits `max_compute_workgroups_per_dimension`
+//! and the state, out and inst buffers of a chunk each fit `min(max_storage_buffer_binding_size,
+//! max_buffer_size)` (see [`GpuEngine::pairs_per_chunk`]). Never a hard-coded size.
+
+pub mod context;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+pub use context::{GpuAdapterInfo, GpuContext};
+
+use crate::chip::Instance;
+use crate::chip::rng::Stream;
+use crate::engine::cpu::{NeuronConsts, transpose};
+use crate::engine::{Engine, EngineError, EnsembleJob, EnsembleOutput, TrialOutput, validate_job};
+
+const RNG_WGSL: &str = include_str!("../../../shaders/rng.wgsl");
+const LIF_WGSL: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
+const RNG_TEST_WGSL: &str = include_str!("../../../shaders/rng_test.wgsl");
+
+/// Wall time one dispatch (K steps of a whole chunk) aims at.
+pub const TARGET_DISPATCH: Duration = Duration::from_millis(150);
+/// Preferred workgroup size (clamped to the device limits).
+const PREFERRED_WG: u32 = 64;
+
+const F_SLOW: u32 = 1;
+const F_FAST: u32 = 2;
+const F_REC_X: u32 = 4;
+const F_REC_SPK: u32 = 8;
+const F_REC_V: u32 = 16;
+
+/// The uniform block of `lif_ensemble.wgsl` (field order and types must match `struct Job`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct JobUniform {
+    n: u32,
+    nq: u32,
+    nc: u32,
+    c_in: u32,
+    n_out: u32,
+    steps: u32,
+    t_start: u32,
+    k_steps: u32,
+    n_trials: u32,
+    pair_start: u32,
+    chunk_inst0: u32,
+    trial_offset: u32,
+    flags: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    off_fast: u32,
+    v_rest: f32,
+    v_reset: f32,
+    bias: f32,
+    off_d: u32,
+    off_wout: u32,
+    inst_stride: u32,
+    state_stride: u32,
+    out_stride: u32,
+    off_y: u32,
+    off_x: u32,
+    off_spk: u32,
+    off_v: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct RngTestUniform {
+    key: [u32; 2],
+    instance: u32,
+    stream: u32,
+    a0: u32,
+    count: u32,
+    _pad: [u32; 2],
+}
+
+/// Compile-time shape of the ensemble shader (the host prepends these constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ShaderShape {
+    wg: u32,
+    qpi: u32,
+    kpi: u32,
+    nw: u32,
+    ncq: u32,
+}
+
+/// Per-job layout: strides and offsets shared by the host and the shader.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    n: usize,
+    nq: usize,
+    nc: usize,
+    ncq: usize,
+    nw: usize,
+    c_in: usize,
+    n_out: usize,
+    steps: usize,
+    /// vec4 per instance.
+    inst_stride: usize,
+    /// vec4 per pair.
+    state_stride: usize,
+    /// u32 words per pair.
+    out_stride: usize,
+    off_y: usize,
+    off_x: Option<usize>,
+    off_spk: Option<usize>,
+    off_v: Option<usize>,
+}
+
+impl Layout {
+    fn new(job: &EnsembleJob) -> Layout {
+        let net = job.net;
+        let (n, nc, c_in, n_out, steps) = (net.n, net.nc, net.n_in, net.n_out, job.steps);
+        let (nq, ncq, nw) = (n.div_ceil(4), nc.div_ceil(4), n.div_ceil(32));
+        let mut off = 4 * nq;
+        let off_y = off;
+        off += steps * n_out;
+        let mut take = |on: bool, width: usize| {
+            on.then(|| {
+                let o = off;
+                off += steps * width;
+                o
+            })
+        };
+        let off_x = take(job.record.x, nc);
+        let off_spk = take(job.record.spikes, nw);
+        let off_v = take(job.record.v, 4 * nq);
+        Layout {
+            n,
+            nq,
+            nc,
+            ncq,
+            nw,
+            c_in,
+            n_out,
+            steps,
+            inst_stride: 2 + (8 + c_in) * nq,
+            state_stride: 4 * nq + ncq,
+            out_stride: off,
+            off_y,
+            off_x,
+            off_spk,
+            off_v,
+        }
+    }
+}
+
+/// What the last `simulate` call did (for benchmarks and metadata).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuRunStats {
+    pub chunks: usize,
+    pub pairs_per_chunk: usize,
+    pub dispatches: usize,
+    /// Bytes of every buffer the job allocated (device and staging).
+    pub device_bytes: u64,
+    /// Workgroup size used.
+    pub workgroup_size: u32,
+}
+
+/// The GPU engine. Holds the device and the compiled pipelines (one per shader shape).
+pub struct GpuEngine {
+    ctx: GpuContext,
+    pipelines: Mutex<HashMap<ShaderShape, wgpu::ComputePipeline>>,
+    max_pairs_override: Option<usize>,
+    workgroup_override: Option<u32>,
+    last_bytes: AtomicU64,
+    stats: Mutex<GpuRunStats>,
+}
+
+fn vec4_bytes(v: &[[f32; 4]]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+impl GpuEngine {
+    /// Opens the best adapter (see [`context`]) or fails with `EngineError::Backend`.
+    pub fn new() -> Result<Self, EngineError> {
+        Ok(Self::with_context(GpuContext::new()?))
+    }
+
+    pub fn with_context(ctx: GpuContext) -> Self {
+        GpuEngine {
+            ctx,
+            pipelines: Mutex::new(HashMap::new()),
+            max_pairs_override: None,
+            workgroup_override: None,
+            last_bytes: AtomicU64::new(0),
+            stats: Mutex::new(GpuRunStats::default()),
+        }
+    }
+
+    /// Caps the (instance, trial) pairs per chunk below what the limits allow (testing the
+    /// chunked path; `n >= 1`).
+    pub fn with_max_pairs_per_chunk(mut self, n: usize) -> Self {
+        self.max_pairs_override = Some(n.max(1));
+        self
+    }
+
+    /// Requests a workgroup size (clamped to the device limits); default 64.
+    pub fn with_workgroup_size(mut self, wg: u32) -> Self {
+        self.workgroup_override = Some(wg.max(1));
+        self
+    }
+
+    pub fn adapter(&self) -> GpuAdapterInfo {
+        self.ctx.adapter_info()
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Bytes of every buffer allocated by the last job.
+    pub fn device_bytes(&self) -> u64 {
+        self.last_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn last_stats(&self) -> GpuRunStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn binding_limit(&self) -> u64 {
+        let l = self.ctx.limits();
+        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+    }
+
+    fn workgroup_size(&self) -> u32 {
+        let l = self.ctx.limits();
+        self.workgroup_override
+            .unwrap_or(PREFERRED_WG)
+            .min(l.max_compute_workgroup_size_x)
+            .min(l.max_compute_invocations_per_workgroup)
+            .max(1)
+    }
+
+    /// Pairs per chunk for `job` from the device limits (and the test override).
+    pub fn pairs_per_chunk(&self, job: &EnsembleJob) -> Result<usize, EngineError> {
+        let lay = Layout::new(job);
+        self.pairs_for(&lay, job.inputs.len().max(1))
+    }
+
+    fn pairs_for(&self, lay: &Layout, n_trials: usize) -> Result<usize, EngineError> {
+        let bind = self.binding_limit();
+        let state_b = 16 * lay.state_stride as u64;
+        let out_b = 4 * lay.out_stride as u64;
+        let inst_b = 16 * lay.inst_stride as u64;
+        let mut p = (self.ctx.limits().max_compute_workgroups_per_dimension as u64)
+            .min(bind / state_b)
+            .min(bind / out_b);
+        // chunks are instance-aligned when p >= n_trials (then p is a multiple of n_trials),
+        // else they split one instance's trials: a chunk holds max(1, p / n_trials) instances
+        let max_inst = bind / inst_b;
+        if max_inst == 0 {
+            p = 0;
+        } else {
+            p = p.min(max_inst.saturating_mul(n_trials as u64).max(1));
+        }
+        if let Some(o) = self.max_pairs_override {
+            p = p.min(o as u64);
+        }
+        let nt = n_trials as u64;
+        if p >= nt {
+            p -= p % nt;
+        }
+        if p == 0 {
+            return Err(EngineError::InvalidJob(format!(
+                "one (instance, trial) pair needs {out_b} bytes of output, {state_b} of state and \
+                 {inst_b} of instance data; the adapter's largest storage binding is {bind} bytes \
+                 (record less, or fewer steps per job)"
+            )));
+        }
+        Ok(p as usize)
+    }
+
+    fn pipeline(&self, shape: ShaderShape) -> Result<wgpu::ComputePipeline, EngineError> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(&shape) {
+            return Ok(p.clone());
+        }
+        let src = format!(
+            "const WG: u32 = {}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
+             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\n{RNG_WGSL}\n{LIF_WGSL}",
+            shape.wg, shape.qpi, shape.kpi, shape.nw, shape.ncq
+        );
+        let p = self.compile(&src, "lif_ensemble")?;
+        cache.insert(shape, p.clone());
+        Ok(p)
+    }
+
+    fn compile(&self, src: &str, entry: &str) -> Result<wgpu::ComputePipeline, EngineError> {
+        let dev = &self.ctx.device;
+        self.ctx.scoped(&format!("compiling {entry}"), || {
+            let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(entry),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })
+    }
+
+    fn buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        bytes: &mut u64,
+    ) -> Result<wgpu::Buffer, EngineError> {
+        let size = size.max(16).next_multiple_of(16);
+        let b = self
+            .ctx
+            .scoped(&format!("allocating {label} ({size} bytes)"), || {
+                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })?;
+        *bytes += size;
+        Ok(b)
+    }
+
+    /// Runs the WGSL Philox / Box-Muller test kernel: for `i < count`, the counter is
+    /// `(instance, stream, a0 + i / 7, (i % 7) * 977)`; returns the raw words and `normal4`.
+    /// (Used by the tests to compare with `crate::chip::rng`.)
+    pub fn rng_test_draws(
+        &self,
+        seed: u64,
+        instance: u32,
+        stream: Stream,
+        a0: u32,
+        count: u32,
+    ) -> Result<(Vec<[u32; 4]>, Vec<[f32; 4]>), EngineError> {
+        let src = format!("{RNG_WGSL}\n{RNG_TEST_WGSL}");
+        let pipe = self.compile(&src, "rng_test")?;
+        let mut bytes = 0;
+        let st = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let size = 16 * count.max(1) as u64;
+        let words = self.buffer("rng words", size, st, &mut bytes)?;
+        let normals = self.buffer("rng normals", size, st, &mut bytes)?;
+        let uni = self.buffer(
+            "rng uniform",
+            32,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            &mut bytes,
+        )?;
+        let u = RngTestUniform {
+            key: crate::chip::rng::key_of(seed),
+            instance,
+            stream: stream.0,
+            a0,
+            count,
+            _pad: [0; 2],
+        };
+        let dev = &self.ctx.device;
+        let idx = self.ctx.scoped("rng test dispatch", || {
+            self.ctx.queue.write_buffer(&uni, 0, bytemuck::bytes_of(&u));
+            let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipe.get_bind_group_layout(0),
+                entries: &[entry(0, &uni), entry(1, &words), entry(2, &normals)],
+            });
+            let mut enc = dev.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipe);
+                pass.set_bind_group(0, &bg, &[]);
+                pass.dispatch_workgroups(count.div_ceil(64), 1, 1);
+            }
+            self.ctx.queue.submit([enc.finish()])
+        })?;
+        let t = Duration::from_secs(120);
+        self.ctx.wait(idx, t)?;
+        let w = self.ctx.read_back(&words, 16 * count as u64, t)?;
+        let z = self.ctx.read_back(&normals, 16 * count as u64, t)?;
+        Ok((
+            bytemuck::pod_collect_to_vec(&w),
+            bytemuck::pod_collect_to_vec(&z),
+        ))
+    }
+}
+
+fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: b.as_entire_binding(),
+    }
+}
+
+/// The shared weights as vec4 rows; returns the data and (off_fast, off_d, off_wout) in vec4.
+fn net_buffer(
+    net: &crate::snn::Network,
+    lay: &Layout,
+    slow_on: bool,
+    fast_t: Option<&[f32]>,
+) -> (Vec<[f32; 4]>, u32, u32, u32) {
+    let (n, nq, nc, ncq) = (lay.n, lay.nq, lay.nc, lay.ncq);
+    let mut data: Vec<[f32; 4]> = Vec::new();
+    let rows = |m: &[f32], data: &mut Vec<[f32; 4]>| {
+        for pre in 0..n {
+            let row = &m[pre * n..(pre + 1) * n];
+            for q in 0..nq {
+                let mut v = [0f32; 4];
+                for (l, x) in v.iter_mut().enumerate() {
+                    if 4 * q + l < n {
+                        *x = row[4 * q + l];
+                    }
+                }
+                data.push(v);
+            }
+        }
+    };
+    if slow_on {
+        rows(&net.w_slow, &mut data);
+    }
+    let off_fast = data.len() as u32;
+    if let Some(ft) = fast_t {
+        rows(ft, &mut data);
+    }
+    let off_d = data.len() as u32;
+    // D_t[i][k] = D[k][i]
+    for i in 0..n {
+        for kq in 0..ncq {
+            let mut v = [0f32; 4];
+            for (l, x) in v.iter_mut().enumerate() {
+                let k = 4 * kq + l;
+                if k < nc {
+                    *x = net.d[k * n + i];
+                }
+            }
+            data.push(v);
+        }
+    }
+    let off_wout = data.len() as u32;
+    for o in 0..lay.n_out {
+        for kq in 0..ncq {
+            let mut v = [0f32; 4];
+            for (l, x) in v.iter_mut().enumerate() {
+                let k = 4 * kq + l;
+                if k < nc {
+                    *x = net.w_out_teacher[k * lay.n_out + o];
+                }
+            }
+            data.push(v);
+        }
+    }
+    (data, off_fast, off_d, off_wout)
+}
+
+/// One instance's block of the `inst` buffer.
+fn instance_block(net: &crate::snn::Network, inst: &Instance, lay: &Layout, out: &mut [[f32; 4]]) {
+    let c = NeuronConsts::from_instance(net, inst);
+    let (n, nq) = (lay.n, lay.nq);
+    let (shared, dec, inv) = match c.shared_out {
+        Some((d, i)) => (1.0, d, i),
+        None => (0.0, 0.0, 0.0),
+    };
+    out[0] = [
+        f32::from_bits(inst.index),
+        inst.w_slow_sigma,
+        inst.w_fast_sigma,
+        inst.w_slow_sigma, // D uses the same sigma as W_slow (Instance::draw)
+    ];
+    out[1] = [c.noise_std, shared, dec, inv];
+    let v_th: Vec<f32> = c
+        .v_th
+        .iter()
+        .map(|&v| if v.is_finite() { v } else { f32::MAX })
+        .collect();
+    let params: [(&[f32], f32); 8] = [
+        (&c.alpha, 0.0),
+        (&v_th, f32::MAX),
+        (&c.decay_fast, 0.0),
+        (&c.inv_tau_fast, 0.0),
+        (&c.decay_slow, 0.0),
+        (&c.inv_tau_slow, 0.0),
+        (&c.decay_out, 0.0),
+        (&c.inv_tau_out, 0.0),
+    ];
+    let base = 2;
+    for (pi, (vals, pad)) in params.iter().enumerate() {
+        for q in 0..nq {
+            let mut v = [*pad; 4];
+            for (l, x) in v.iter_mut().enumerate() {
+                if 4 * q + l < n {
+                    *x = vals[4 * q + l];
+                }
+            }
+            out[base + pi * nq + q] = v;
+        }
+    }
+    let pb = base + 8 * nq;
+    for ch in 0..lay.c_in {
+        for q in 0..nq {
+            let mut v = [0f32; 4];
+            for (l, x) in v.iter_mut().enumerate() {
+                let i = 4 * q + l;
+                if i < n {
+                    *x = inst.input_proj[i * lay.c_in + ch];
+                }
+            }
+            out[pb + ch * nq + q] = v;
+        }
+    }
+}
+
+impl Engine for GpuEngine {
+    fn name(&self) -> String {
+        let a = self.ctx.adapter_info();
+        format!("gpu ({}, {})", a.name, a.backend)
+    }
+
+    fn simulate(&self, job: &EnsembleJob) -> Result<EnsembleOutput, EngineError> {
+        validate_job(job)?;
+        let qnet;
+        let net = match job.perturbation.bits {
+            Some(b) => {
+                qnet = job.net.quantized(b);
+                &qnet
+            }
+            None => job.net,
+        };
+        let lay = Layout::new(job);
+        let (n, nq, nc, n_out, steps) = (lay.n, lay.nq, lay.nc, lay.n_out, lay.steps);
+        let n_inst = job.instances.len();
+        let n_trials = job.inputs.len();
+        let n_pairs = n_inst * n_trials;
+        let neuron_steps = (n_pairs * n * steps) as u64;
+        let empty_trial = || TrialOutput {
+            y: vec![],
+            x: job.record.x.then(Vec::new),
+            spikes: job.record.spikes.then(Vec::new),
+            v: job.record.v.then(Vec::new),
+            spike_counts: vec![0; n],
+        };
+        if n_pairs == 0 || steps == 0 {
+            self.last_bytes.store(0, Ordering::Relaxed);
+            return Ok(EnsembleOutput {
+                trials: (0..n_inst)
+                    .map(|_| (0..n_trials).map(|_| empty_trial()).collect())
+                    .collect(),
+                synaptic_events: 0,
+                neuron_steps,
+            });
+        }
+
+        // nominal weights and the synaptic-event count per presynaptic spike (as CpuEngine)
+        let fast_t: Option<Vec<f32>> = net
+            .w_fast
+            .iter()
+            .any(|&w| w != 0.0)
+            .then(|| transpose(&net.w_fast, n, n));
+        let slow_on = net.w_slow.iter().any(|&w| w != 0.0);
+        let outdeg: Vec<u64> = (0..n)
+            .map(|j| {
+                let f = fast_t.as_ref().map_or(0, |m| {
+                    m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count()
+                });
+                let s = net.w_slow[j * n..(j + 1) * n]
+                    .iter()
+                    .filter(|&&w| w != 0.0)
+                    .count();
+                (f + s) as u64
+            })
+            .collect();
+
+        // shapes and limits
+        let limits = self.ctx.limits().clone();
+        let wg = self.workgroup_size();
+        let shape = ShaderShape {
+            wg,
+            qpi: nq.div_ceil(wg as usize) as u32,
+            kpi: lay.ncq.div_ceil(wg as usize) as u32,
+            nw: lay.nw as u32,
+            ncq: lay.ncq as u32,
+        };
+        let wg_mem = 4 * 2 * lay.nw as u64 + 16 * lay.ncq as u64;
+        if wg_mem > limits.max_compute_workgroup_storage_size as u64 {
+            return Err(EngineError::InvalidJob(format!(
+                "N = {n}, Nc = {nc} need {wg_mem} bytes of workgroup memory; the adapter allows {}",
+                limits.max_compute_workgroup_storage_size
+            )));
+        }
+        let bind = self.binding_limit();
+        let (net_data, off_fast, off_d, off_wout) =
+            net_buffer(net, &lay, slow_on, fast_t.as_deref());
+        let in_len = n_trials * steps * lay.c_in;
+        for (what, b) in [
+            ("the shared weights", 16 * net_data.len() as u64),
+            ("the inputs", 4 * in_len as u64),
+        ] {
+            if b > bind {
+                return Err(EngineError::InvalidJob(format!(
+                    "{what} need {b} bytes; the adapter's largest storage binding is {bind} bytes"
+                )));
+            }
+        }
+        if in_len as u64 > u32::MAX as u64 {
+            return Err(EngineError::InvalidJob(
+                "trials x steps x C overflows the u32 input index".into(),
+            ));
+        }
+        let pairs_chunk = self.pairs_for(&lay, n_trials)?.min(n_pairs);
+        let inst_chunk = (pairs_chunk / n_trials).max(1).min(n_inst);
+        let pipe = self.pipeline(shape)?;
+
+        // buffers (reused by every chunk)
+        let mut bytes = 0u64;
+        let ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let net_buf = self.buffer("net", 16 * net_data.len() as u64, ro, &mut bytes)?;
+        let in_buf = self.buffer("inputs", 4 * in_len as u64, ro, &mut bytes)?;
+        let inst_buf = self.buffer(
+            "instances",
+            16 * (inst_chunk * lay.inst_stride) as u64,
+            ro,
+            &mut bytes,
+        )?;
+        let state_buf = self.buffer(
+            "state",
+            16 * (pairs_chunk * lay.state_stride) as u64,
+            wgpu::BufferUsages::STORAGE,
+            &mut bytes,
+        )?;
+        let out_bytes = 4 * (pairs_chunk * lay.out_stride) as u64;
+        let out_buf = self.buffer(
+            "out",
+            out_bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            &mut bytes,
+        )?;
+        let uni_buf = self.buffer(
+            "job uniform",
+            std::mem::size_of::<JobUniform>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            &mut bytes,
+        )?;
+        bytes += out_bytes.next_multiple_of(16); // the read-back staging buffer
+        let inputs_flat: Vec<f32> = job.inputs.iter().flatten().copied().collect();
+        let bind_group = self.ctx.scoped("uploading the job", || {
+            self.ctx
+                .queue
+                .write_buffer(&net_buf, 0, vec4_bytes(&net_data));
+            if !inputs_flat.is_empty() {
+                self.ctx
+                    .queue
+                    .write_buffer(&in_buf, 0, bytemuck::cast_slice(&inputs_flat));
+            }
+            self.ctx
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("lif_ensemble"),
+                    layout: &pipe.get_bind_group_layout(0),
+                    entries: &[
+                        entry(0, &uni_buf),
+                        entry(1, &net_buf),
+                        entry(2, &inst_buf),
+                        entry(3, &in_buf),
+                        entry(4, &state_buf),
+                        entry(5, &out_buf),
+                    ],
+                })
+        })?;
+
+        let p = &net.params;
+        let mut flags = 0;
+        for (on, f) in [
+            (slow_on, F_SLOW),
+            (fast_t.is_some(), F_FAST),
+            (job.record.x, F_REC_X),
+            (job.record.spikes, F_REC_SPK),
+            (job.record.v, F_REC_V),
+        ] {
+            if on {
+                flags |= f;
+            }
+        }
+        let u32_of = |x: usize| x as u32;
+        let mut uni = JobUniform {
+            n: u32_of(n),
+            nq: u32_of(nq),
+            nc: u32_of(nc),
+            c_in: u32_of(lay.c_in),
+            n_out: u32_of(n_out),
+            steps: u32_of(steps),
+            n_trials: u32_of(n_trials),
+            trial_offset: job.trial_offset,
+            flags,
+            seed_lo: job.seed as u32,
+            seed_hi: (job.seed >> 32) as u32,
+            off_fast,
+            v_rest: p.v_rest,
+            v_reset: p.v_reset,
+            bias: p.bias,
+            off_d,
+            off_wout,
+            inst_stride: u32_of(lay.inst_stride),
+            state_stride: u32_of(lay.state_stride),
+            out_stride: u32_of(lay.out_stride),
+            off_y: u32_of(lay.off_y),
+            off_x: u32_of(lay.off_x.unwrap_or(0)),
+            off_spk: u32_of(lay.off_spk.unwrap_or(0)),
+            off_v: u32_of(lay.off_v.unwrap_or(0)),
+            ..Default::default()
+        };
+
+        let mut trials: Vec<Vec<TrialOutput>> = Vec::with_capacity(n_inst);
+        let mut events = 0u64;
+        let mut dispatches = 0usize;
+        let mut chunks = 0usize;
+        // steps per dispatch, adapted to TARGET_DISPATCH
+        let mut k_steps = steps.min(8);
+        let mut p0 = 0usize;
+        while p0 < n_pairs {
+            // never cross an instance boundary inside a chunk smaller than one instance
+            let end = if pairs_chunk < n_trials {
+                (p0 / n_trials + 1) * n_trials
+            } else {
+                n_pairs
+            };
+            let p1 = (p0 + pairs_chunk).min(end);
+            let i0 = p0 / n_trials;
+            let i1 = (p1 - 1) / n_trials + 1;
+            // instance draws on the host (identical to the CPU engine's)
+            let mut inst_data = vec![[0f32; 4]; (i1 - i0) * lay.inst_stride];
+            inst_data
+                .par_chunks_mut(lay.inst_stride)
+                .enumerate()
+                .for_each(|(k, blk)| {
+                    let idx = job.instances.start + (i0 + k) as u32;
+                    let inst = Instance::draw(net, job.perturbation, job.seed, idx);
+                    instance_block(net, &inst, &lay, blk);
+                });
+            self.ctx.scoped("uploading instances", || {
+                self.ctx
+                    .queue
+                    .write_buffer(&inst_buf, 0, vec4_bytes(&inst_data));
+            })?;
+            uni.pair_start = p0 as u32;
+            uni.chunk_inst0 = i0 as u32;
+            let mut t = 0usize;
+            while t < steps {
+                let k = k_steps.min(steps - t);
+                uni.t_start = t as u32;
+                uni.k_steps = k as u32;
+                let t0 = Instant::now();
+                let idx = self.ctx.scoped("ensemble dispatch", || {
+                    self.ctx
+                        .queue
+                        .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+                    let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+                    {
+                        let mut pass = enc.begin_compute_pass(&Default::default());
+                        pass.set_pipeline(&pipe);
+                        pass.set_bind_group(0, &bind_group, &[]);
+                        pass.dispatch_workgroups((p1 - p0) as u32, 1, 1);
+                    }
+                    self.ctx.queue.submit([enc.finish()])
+                })?;
+                self.ctx.wait(idx, Duration::from_secs(600))?;
+                dispatches += 1;
+                t += k;
+                // adapt K: aim at TARGET_DISPATCH, grow at most 4x per dispatch
+                let el = t0.elapsed().as_secs_f64().max(1e-6);
+                let want = (k as f64 * TARGET_DISPATCH.as_secs_f64() / el).floor() as usize;
+                k_steps = want.clamp(1, 4 * k);
+            }
+            let raw = self.ctx.read_back(
+                &out_buf,
+                4 * ((p1 - p0) * lay.out_stride) as u64,
+                Duration::from_secs(600),
+            )?;
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+            for pl in 0..(p1 - p0) {
+                let g = p0 + pl;
+                let (ii, tj) = (g / n_trials, g % n_trials);
+                let w = &words[pl * lay.out_stride..(pl + 1) * lay.out_stride];
+                let o = parse_pair(w, &lay);
+                events += o
+                    .spike_counts
+                    .iter()
+                    .zip(&outdeg)
+                    .map(|(&c, &d)| c as u64 * d)
+                    .sum::<u64>();
+                if tj == 0 {
+                    trials.push(Vec::with_capacity(n_trials));
+                }
+                debug_assert_eq!(trials.len(), ii + 1);
+                trials[ii].push(o);
+            }
+            chunks += 1;
+            p0 = p1;
+        }
+        self.last_bytes.store(bytes, Ordering::Relaxed);
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = GpuRunStats {
+            chunks,
+            pairs_per_chunk: pairs_chunk,
+            dispatches,
+            device_bytes: bytes,
+            workgroup_size: wg,
+        };
+        Ok(EnsembleOutput {
+            trials,
+            synaptic_events: events,
+            neuron_steps,
+        })
+    }
+}
+
+fn f32s(w: &[u32]) -> Vec<f32> {
+    w.iter().map(|&x| f32::from_bits(x)).collect()
+}
+
+/// One pair's `out` words into a `TrialOutput`.
+fn parse_pair(w: &[u32], lay: &Layout) -> TrialOutput {
+    let (n, nq, nc, nw, steps) = (lay.n, lay.nq, lay.nc, lay.nw, lay.steps);
+    let y = f32s(&w[lay.off_y..lay.off_y + steps * lay.n_out]);
+    let x = lay.off_x.map(|o| f32s(&w[o..o + steps * nc]));
+    let spikes = lay.off_spk.map(|o| {
+        let mut s = Vec::new();
+        for t in 0..steps {
+            for (wi, &word) in w[o + t * nw..o + (t + 1) * nw].iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let b = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    let j = wi * 32 + b as usize;
+                    if j < n {
+                        s.push((t as u32, j as u32));
+                    }
+                }
+            }
+        }
+        s
+    });
+    let v = lay.off_v.map(|o| {
+        let mut v = Vec::with_capacity(steps * n);
+        for t in 0..steps {
+            let row = &w[o + t * 4 * nq..o + t * 4 * nq + n];
+            v.extend(row.iter().map(|&x| f32::from_bits(x)));
+        }
+        v
+    });
+    TrialOutput {
+        y,
+        x,
+        spikes,
+        v,
+        spike_counts: w[..n].to_vec(),
+    }
+}

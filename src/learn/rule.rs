@@ -1,0 +1,396 @@
+//! Online training of W_slow on the nominal network (DESIGN.md §2, "Learning rule"):
+//!
+//! ```text
+//! e      = x - x~                  (x = teacher tanh(h), after this step's x~)
+//! I_fb   = k F e                   enters the input current at the NEXT step
+//! W_slow += eta r (F e)ᵀ           dW[pre][post] = eta r_pre (F e)_post, diagonal kept 0
+//! ```
+//!
+//! The network step is [`crate::engine::cpu::step`] (the same function the engine runs); the
+//! trainer adds the feedback current and the update. The initial V of trial `j` is drawn like a
+//! chip instance's, with instance word [`TRAIN_INSTANCE`]: `uniform4(seed, TRAIN_INSTANCE,
+//! INIT_V, j, i/4)[i%4]`.
+
+use rayon::prelude::*;
+
+use crate::chip::instance::initial_v;
+use crate::chip::rng::TRAIN_INSTANCE;
+use crate::engine::EngineError;
+use crate::engine::cpu::{NeuronConsts, State, StepWeights, step, transpose};
+use crate::snn::Network;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainTrialStats {
+    pub spikes: u64,
+    pub mean_rate_hz: f32,
+    /// Reconstruction error R of the trial (with the feedback on, as seen during training).
+    pub recon_error: f32,
+}
+
+/// Step-level trainer for one trial. Holds the step constants and the matrices derived from
+/// the network that training does not change (W_fast, D, F, input projection); build a new one
+/// if those change.
+pub struct Trainer {
+    pub consts: NeuronConsts,
+    pub state: State,
+    /// Last error e = x - x~ (Nc).
+    pub err: Vec<f32>,
+    /// Last projected error F e (N).
+    pub fe: Vec<f32>,
+    /// Steps done.
+    pub t: u32,
+    w_fast_t: Option<Vec<f32>>,
+    d_t: Vec<f32>,
+    input_proj_t: Vec<f32>,
+}
+
+impl Trainer {
+    pub fn new(net: &Network, seed: u64, trial_index: u32) -> Result<Self, EngineError> {
+        net.validate_shapes()?;
+        let (n, nc) = (net.n, net.nc);
+        let consts = NeuronConsts::nominal(net);
+        let mut state = State::new(n, nc);
+        let mut v0 = vec![0f32; n];
+        initial_v(
+            seed,
+            TRAIN_INSTANCE,
+            trial_index,
+            net.params.v_reset,
+            &consts.v_th,
+            &mut v0,
+        );
+        state.reset(&v0);
+        Ok(Trainer {
+            state,
+            err: vec![0.0; nc],
+            fe: vec![0.0; n],
+            t: 0,
+            w_fast_t: net
+                .w_fast
+                .iter()
+                .any(|&w| w != 0.0)
+                .then(|| transpose(&net.w_fast, n, n)),
+            d_t: transpose(&net.d, nc, n),
+            input_proj_t: transpose(&net.input_projection(), n, net.n_in),
+            consts,
+        })
+    }
+
+    /// One training step: network step (with the feedback current of the previous step), then
+    /// e, F e, the next feedback current k F e, and `W_slow += eta r (F e)ᵀ` (zero diagonal).
+    pub fn step(&mut self, net: &mut Network, input_t: &[f32], target_t: &[f32], k: f32, eta: f32) {
+        let (n, nc) = (net.n, net.nc);
+        {
+            let w = StepWeights {
+                w_fast_t: self.w_fast_t.as_deref(),
+                w_slow: Some(&net.w_slow),
+                d_t: &self.d_t,
+                input_proj_t: &self.input_proj_t,
+            };
+            step(&self.consts, &w, &mut self.state, input_t, self.t, None);
+        }
+        self.t += 1;
+        for ((e, &x), &xh) in self.err.iter_mut().zip(target_t).zip(&self.state.x_hat) {
+            *e = x - xh;
+        }
+        for (i, fe) in self.fe.iter_mut().enumerate() {
+            let row = &net.f[i * nc..(i + 1) * nc];
+            *fe = row.iter().zip(&self.err).map(|(a, b)| a * b).sum();
+        }
+        for (fb, &fe) in self.state.i_fb.iter_mut().zip(&self.fe) {
+            *fb = k * fe;
+        }
+        if eta != 0.0 {
+            let (r, fe) = (&self.state.r, &self.fe);
+            let update = |(pre, row): (usize, &mut [f32])| {
+                let a = eta * r[pre];
+                if a != 0.0 {
+                    for (w, &f) in row.iter_mut().zip(fe) {
+                        *w += a * f;
+                    }
+                    row[pre] = 0.0;
+                }
+            };
+            if n >= 256 {
+                net.w_slow.par_chunks_mut(n).enumerate().for_each(update);
+            } else {
+                net.w_slow.chunks_mut(n).enumerate().for_each(update);
+            }
+        }
+    }
+}
+
+/// Trains `net.w_slow` on one trial (input T x C, teacher activations T x Nc) with feedback
+/// gain `k` and learning rate `eta`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial(
+    net: &mut Network,
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    seed: u64,
+    trial_index: u32,
+) -> Result<TrainTrialStats, EngineError> {
+    net.validate_shapes()?;
+    let (n, nc, c) = (net.n, net.nc, net.n_in);
+    if c == 0 || !input.len().is_multiple_of(c) {
+        return Err(EngineError::Shape {
+            what: "training input (T x C)".into(),
+            expected: (input.len() / c.max(1)) * c,
+            got: input.len(),
+        });
+    }
+    let steps = input.len() / c;
+    if target_x.len() != steps * nc {
+        return Err(EngineError::Shape {
+            what: "training target (T x Nc)".into(),
+            expected: steps * nc,
+            got: target_x.len(),
+        });
+    }
+    if !(k.is_finite() && eta.is_finite()) {
+        return Err(EngineError::InvalidParams(format!(
+            "k and eta must be finite, got k {k}, eta {eta}"
+        )));
+    }
+    let mut tr = Trainer::new(net, seed, trial_index)?;
+    let mut x_hat = vec![0f32; steps * nc];
+    let mut spikes = 0u64;
+    for t in 0..steps {
+        tr.step(
+            net,
+            &input[t * c..(t + 1) * c],
+            &target_x[t * nc..(t + 1) * nc],
+            k,
+            eta,
+        );
+        spikes += tr.state.spikes.len() as u64;
+        x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
+    }
+    let secs = steps as f32 * net.params.dt_s();
+    Ok(TrainTrialStats {
+        spikes,
+        mean_rate_hz: if steps == 0 {
+            0.0
+        } else {
+            spikes as f32 / (n as f32 * secs)
+        },
+        recon_error: reconstruction_error(target_x, &x_hat, nc),
+    })
+}
+
+/// R = sum_k var_t(x_k - x~_k) / sum_k var_t(x_k) over T x Nc arrays (population variances).
+/// Returns 0 when both sums are 0 and +inf when only the denominator is 0.
+pub fn reconstruction_error(x: &[f32], x_hat: &[f32], nc: usize) -> f32 {
+    if nc == 0 || x.is_empty() || x.len() != x_hat.len() {
+        return f32::NAN;
+    }
+    let t = (x.len() / nc) as f64;
+    let (mut num, mut den) = (0f64, 0f64);
+    for k in 0..nc {
+        let (mut sx, mut sx2, mut se, mut se2) = (0f64, 0f64, 0f64, 0f64);
+        for (a, b) in x.chunks_exact(nc).zip(x_hat.chunks_exact(nc)) {
+            let xv = a[k] as f64;
+            let e = xv - b[k] as f64;
+            sx += xv;
+            sx2 += xv * xv;
+            se += e;
+            se2 += e * e;
+        }
+        den += (sx2 / t - (sx / t).powi(2)).max(0.0);
+        num += (se2 / t - (se / t).powi(2)).max(0.0);
+    }
+    if den == 0.0 {
+        if num == 0.0 { 0.0 } else { f32::INFINITY }
+    } else {
+        (num / den) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cpu::tests::{smooth_input, test_net};
+    use crate::snn::SnnParams;
+
+    fn params(n: usize) -> SnnParams {
+        SnnParams {
+            n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn update_equals_eta_r_fe_outer_product() {
+        let mut net = test_net(params(12), 3, 1, 1, 4);
+        let (n, nc) = (12, 3);
+        let mut tr = Trainer::new(&net, 1, 0).unwrap();
+        for i in 0..5 {
+            tr.state.v[i] = 1.5; // spike at step 1
+        }
+        let (k, eta) = (30.0f32, 0.01f32);
+        let targets = [[0.3f32, -0.2, 0.5], [0.1, 0.4, -0.3]];
+        let mut changed = false;
+        for (t, target) in targets.iter().enumerate() {
+            let before = net.w_slow.clone();
+            tr.step(&mut net, &[0.7], target, k, eta);
+            if t == 0 {
+                assert_eq!(tr.state.spikes, vec![0, 1, 2, 3, 4]);
+            }
+            let e: Vec<f32> = (0..nc).map(|j| target[j] - tr.state.x_hat[j]).collect();
+            let fe: Vec<f32> = (0..n)
+                .map(|i| (0..nc).map(|j| net.f[i * nc + j] * e[j]).sum())
+                .collect();
+            for pre in 0..n {
+                for post in 0..n {
+                    let want = if pre == post {
+                        0.0
+                    } else {
+                        before[pre * n + post] + eta * tr.state.r[pre] * fe[post]
+                    };
+                    let got = net.w_slow[pre * n + post];
+                    assert!(
+                        (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                        "{got} vs {want}"
+                    );
+                    changed |= got != 0.0;
+                }
+            }
+            for (fb, f) in tr.state.i_fb.iter().zip(&fe) {
+                assert!((fb - k * f).abs() < 1e-6);
+            }
+        }
+        assert!(changed);
+    }
+
+    #[test]
+    fn feedback_acts_at_the_next_step() {
+        let net0 = test_net(params(12), 3, 1, 1, 4);
+        let run = |k: f32| {
+            let mut net = net0.clone();
+            let mut tr = Trainer::new(&net, 1, 0).unwrap();
+            tr.step(&mut net, &[0.2], &[0.5, 0.5, 0.5], k, 0.0);
+            let v1 = tr.state.v.clone();
+            tr.step(&mut net, &[0.2], &[0.5, 0.5, 0.5], k, 0.0);
+            (v1, tr.state.v.clone())
+        };
+        let (a1, a2) = run(0.0);
+        let (b1, b2) = run(100.0);
+        assert_eq!(a1, b1);
+        assert_ne!(a2, b2);
+    }
+
+    #[test]
+    fn trainer_without_feedback_equals_engine() {
+        use crate::chip::Perturbation;
+        use crate::chip::rng::TRAIN_INSTANCE;
+        use crate::engine::{CpuEngine, Engine, EnsembleJob, Record};
+        let net = test_net(params(40), 4, 2, 1, 6);
+        let input = smooth_input(200, 2, 1.0, 3);
+        let out = CpuEngine
+            .simulate(&EnsembleJob {
+                net: &net,
+                perturbation: &Perturbation::default(),
+                seed: 77,
+                instances: TRAIN_INSTANCE..TRAIN_INSTANCE + 1,
+                inputs: std::slice::from_ref(&input),
+                trial_offset: 5,
+                steps: 200,
+                record: Record {
+                    x: true,
+                    spikes: true,
+                    v: false,
+                },
+            })
+            .unwrap();
+        let o = &out.trials[0][0];
+        let mut n2 = net.clone();
+        let mut tr = Trainer::new(&n2, 77, 5).unwrap();
+        let mut spikes = vec![];
+        for t in 0..200 {
+            tr.step(&mut n2, &input[2 * t..2 * t + 2], &[0.0; 4], 0.0, 0.0);
+            spikes.extend(tr.state.spikes.iter().map(|&j| (t as u32, j)));
+            assert_eq!(
+                &tr.state.x_hat[..],
+                &o.x.as_ref().unwrap()[4 * t..4 * t + 4]
+            );
+        }
+        assert!(spikes.len() > 10);
+        assert_eq!(&spikes, o.spikes.as_ref().unwrap());
+    }
+
+    /// A toy teacher: tau_j dh/dt = -h + W_inᵀ c, x = tanh(h), tau_j from 30 to 150 ms.
+    fn toy_teacher(net: &Network, input: &[f32]) -> Vec<f32> {
+        let (nc, c) = (net.nc, net.n_in);
+        let steps = input.len() / c;
+        let mut h = vec![0f32; nc];
+        let mut x = vec![0f32; steps * nc];
+        for t in 0..steps {
+            for j in 0..nc {
+                let tau = 0.03 + 0.12 * j as f32 / nc as f32;
+                let u: f32 = (0..c)
+                    .map(|ch| net.w_in_teacher[ch * nc + j] * input[t * c + ch])
+                    .sum();
+                h[j] += 1e-3 / tau * (-h[j] + u);
+                x[t * nc + j] = h[j].tanh();
+            }
+        }
+        x
+    }
+
+    fn eval_r(net: &Network, input: &[f32], target: &[f32]) -> f32 {
+        let mut n2 = net.clone();
+        train_trial(&mut n2, input, target, 0.0, 0.0, 9, 1000)
+            .unwrap()
+            .recon_error
+    }
+
+    #[test]
+    fn short_training_lowers_validation_error() {
+        let net0 = test_net(params(320), 64, 2, 1, 12);
+        let val_in = smooth_input(1000, 2, 1.0, 500);
+        let val_x = toy_teacher(&net0, &val_in);
+        let r0 = eval_r(&net0, &val_in, &val_x);
+        let mut net = net0.clone();
+        for tr in 0..10u32 {
+            let inp = smooth_input(1000, 2, 1.0, tr as u64);
+            let x = toy_teacher(&net, &inp);
+            let st = train_trial(&mut net, &inp, &x, 500.0, 1e-5, 3, tr).unwrap();
+            assert!(st.mean_rate_hz > 1.0 && st.mean_rate_hz < 50.0);
+        }
+        let r1 = eval_r(&net, &val_in, &val_x);
+        assert!(r1 < 0.95 * r0, "R {r0} -> {r1}");
+        assert!(net.w_slow.iter().any(|&w| w != 0.0));
+        assert!((0..320).all(|i| net.w_slow[i * 320 + i] == 0.0));
+    }
+
+    /// Targets: a smooth trajectory, T x Nc.
+    fn smooth_target(steps: usize, nc: usize, amp: f32, seed: u64) -> Vec<f32> {
+        smooth_input(steps, nc, amp, seed)
+    }
+
+    #[test]
+    fn high_gain_feedback_tracks_target() {
+        let mut net = test_net(params(320), 64, 1, 1, 8);
+        let steps = 1000;
+        let target = smooth_target(steps, 64, 0.5, 11);
+        let input = vec![0f32; steps];
+        // With W_slow = 0 and eta = 0 only the feedback k F e drives the network: the error
+        // shrinks as the gain grows (at N = 320, Nc = 64, amplitude ~0.5 per dimension).
+        let mut last = f32::INFINITY;
+        for k in [1000.0f32, 2000.0, 5000.0, 10000.0] {
+            let st = train_trial(&mut net, &input, &target, k, 0.0, 1, 0).unwrap();
+            assert!(
+                st.recon_error < last,
+                "k {k}: R {} !< {last}",
+                st.recon_error
+            );
+            last = st.recon_error;
+            if k >= 5000.0 {
+                assert!(st.recon_error < 0.1, "k {k}: R {}", st.recon_error);
+            }
+        }
+        assert!(net.w_slow.iter().all(|&w| w == 0.0));
+    }
+}

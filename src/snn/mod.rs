@@ -1,0 +1,9 @@
+//! Network ADS: parameters, initialisation (D, F, W_fast) and the trained network (DESIGN.md §2).
+
+pub mod init;
+pub mod network;
+pub mod params;
+pub mod store;
+
+pub use network::Network;
+pub use params::SnnParams;

@@ -1,0 +1,252 @@
+//! The (trained or fresh) nominal Network ADS.
+
+use serde::{Deserialize, Serialize};
+
+use super::init::init_weights;
+use super::params::SnnParams;
+use crate::chip::quantize::quantize;
+use crate::engine::EngineError;
+
+/// A nominal Network ADS. All matrices row-major f32.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    pub params: SnnParams,
+    /// Spiking neurons N (= params.n).
+    pub n: usize,
+    /// Teacher hidden size Nc.
+    pub nc: usize,
+    /// Input channels C.
+    pub n_in: usize,
+    /// Task outputs.
+    pub n_out: usize,
+    /// Decoder D, Nc x N: x~ = D r.
+    pub d: Vec<f32>,
+    /// Encoder F, N x Nc (= Dᵀ at init; mismatched independently of D on a chip).
+    pub f: Vec<f32>,
+    /// Fast weights, N x N, `[post][pre]`: I_fast += W_fast · s / tau_fast.
+    pub w_fast: Vec<f32>,
+    /// Slow weights, N x N, `[pre][post]`: I_slow += W_slowᵀ · s / tau_slow. The learned matrix.
+    pub w_slow: Vec<f32>,
+    /// Teacher input weights, C x Nc: the teacher's input current is W_in_teacherᵀ c.
+    pub w_in_teacher: Vec<f32>,
+    /// Teacher readout, Nc x n_out: y~ = W_out_teacherᵀ x~.
+    pub w_out_teacher: Vec<f32>,
+}
+
+impl Network {
+    /// A fresh network per DESIGN.md §2 (see [`super::init`]); W_slow = 0.
+    pub fn init(
+        params: SnnParams,
+        w_in_teacher: Vec<f32>,
+        w_out_teacher: Vec<f32>,
+        nc: usize,
+        n_in: usize,
+        n_out: usize,
+        seed: u64,
+    ) -> Result<Network, EngineError> {
+        params.validate().map_err(EngineError::InvalidParams)?;
+        if nc == 0 {
+            return Err(EngineError::InvalidParams("nc must be > 0, got 0".into()));
+        }
+        let n = params.n;
+        let iw = init_weights(&params, nc, seed);
+        let net = Network {
+            params,
+            n,
+            nc,
+            n_in,
+            n_out,
+            d: iw.d,
+            f: iw.f,
+            w_fast: iw.w_fast,
+            w_slow: vec![0.0; n * n],
+            w_in_teacher,
+            w_out_teacher,
+        };
+        net.validate_shapes()?;
+        Ok(net)
+    }
+
+    /// Checks every matrix length against (N, Nc, C, n_out) and the parameters.
+    pub fn validate_shapes(&self) -> Result<(), EngineError> {
+        self.params.validate().map_err(EngineError::InvalidParams)?;
+        if self.params.n != self.n {
+            return Err(EngineError::InvalidParams(format!(
+                "params.n ({}) differs from network n ({})",
+                self.params.n, self.n
+            )));
+        }
+        let (n, nc) = (self.n, self.nc);
+        for (what, got, expected) in [
+            ("d (Nc x N)", self.d.len(), nc * n),
+            ("f (N x Nc)", self.f.len(), n * nc),
+            ("w_fast (N x N)", self.w_fast.len(), n * n),
+            ("w_slow (N x N)", self.w_slow.len(), n * n),
+            (
+                "w_in_teacher (C x Nc)",
+                self.w_in_teacher.len(),
+                self.n_in * nc,
+            ),
+            (
+                "w_out_teacher (Nc x n_out)",
+                self.w_out_teacher.len(),
+                nc * self.n_out,
+            ),
+        ] {
+            if got != expected {
+                return Err(EngineError::Shape {
+                    what: what.into(),
+                    expected,
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The folded input projection P = A · F · W_in_teacherᵀ, N x C, so that F·u(t) = P c(t).
+    pub fn input_projection(&self) -> Vec<f32> {
+        input_projection(
+            &self.f,
+            &self.w_in_teacher,
+            self.n,
+            self.nc,
+            self.n_in,
+            self.params.input_amplitude(),
+        )
+    }
+
+    /// A copy with F, D, W_fast and W_slow each quantised to `bits` bits (per matrix).
+    pub fn quantized(&self, bits: u32) -> Network {
+        let mut q = self.clone();
+        q.d = quantize(&self.d, bits);
+        q.f = quantize(&self.f, bits);
+        q.w_fast = quantize(&self.w_fast, bits);
+        q.w_slow = quantize(&self.w_slow, bits);
+        q
+    }
+
+    /// Task output for a decoded state: y = W_out_teacherᵀ x, written into `y` (n_out).
+    pub fn readout(&self, x: &[f32], y: &mut [f32]) {
+        readout(&self.w_out_teacher, self.nc, self.n_out, x, y);
+    }
+}
+
+/// P[i][ch] = a * sum_k f[i][k] * w_in[ch][k]; f is N x Nc, w_in is C x Nc, P is N x C.
+pub fn input_projection(
+    f: &[f32],
+    w_in: &[f32],
+    n: usize,
+    nc: usize,
+    c: usize,
+    a: f32,
+) -> Vec<f32> {
+    let mut p = vec![0f32; n * c];
+    for i in 0..n {
+        let fi = &f[i * nc..(i + 1) * nc];
+        for ch in 0..c {
+            let wc = &w_in[ch * nc..(ch + 1) * nc];
+            let s: f64 = fi.iter().zip(wc).map(|(x, y)| *x as f64 * *y as f64).sum();
+            p[i * c + ch] = (a as f64 * s) as f32;
+        }
+    }
+    p
+}
+
+/// y[o] = sum_k x[k] w_out[k][o].
+#[inline]
+pub fn readout(w_out: &[f32], nc: usize, n_out: usize, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().for_each(|v| *v = 0.0);
+    for k in 0..nc {
+        let xk = x[k];
+        let row = &w_out[k * n_out..(k + 1) * n_out];
+        for (yo, w) in y.iter_mut().zip(row) {
+            *yo += xk * w;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(use_fast: bool) -> Network {
+        let p = SnnParams {
+            n: 12,
+            use_fast,
+            ..Default::default()
+        };
+        Network::init(p, vec![0.5; 2 * 3], vec![1.0; 3], 3, 2, 1, 7).unwrap()
+    }
+
+    #[test]
+    fn init_matches_formulas() {
+        let net = small(true);
+        let (n, nc) = (net.n, net.nc);
+        // F = Dᵀ, W_slow = 0, zero diagonal of W_fast
+        for k in 0..nc {
+            for i in 0..n {
+                assert_eq!(net.f[i * nc + k], net.d[k * n + i]);
+            }
+        }
+        assert!(net.w_slow.iter().all(|&w| w == 0.0));
+        for i in 0..n {
+            assert_eq!(net.w_fast[i * n + i], 0.0);
+        }
+        // Recompute D0 from the same seed and check D and W_fast directly.
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let d0: Vec<f64> = (0..nc * n)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                z / 3.0
+            })
+            .collect();
+        let (lambda, mu, nu) = (20.0f64, 5e-4f64, 1e-4f64);
+        for i in 0..n {
+            let l1: f64 = (0..nc).map(|k| d0[k * n + i].abs()).sum();
+            let t = (nu * lambda + mu * lambda * lambda + l1 * l1) / 2.0;
+            for k in 0..nc {
+                let want = 0.05 * 0.5 * d0[k * n + i] / t;
+                assert!((net.d[k * n + i] as f64 - want).abs() < 1e-6 * want.abs().max(1e-3));
+            }
+            for j in 0..n {
+                if i != j {
+                    let om: f64 = (0..nc).map(|k| d0[k * n + i] * d0[k * n + j]).sum();
+                    let want = -0.5 * om / t;
+                    assert!((net.w_fast[i * n + j] as f64 - want).abs() < 1e-6);
+                }
+            }
+        }
+        assert!(small(false).w_fast.iter().all(|&w| w == 0.0));
+    }
+
+    #[test]
+    fn input_projection_folds_a_f_win() {
+        let net = small(true);
+        let p = net.input_projection();
+        let a = 200.0f64;
+        for i in 0..net.n {
+            for ch in 0..2 {
+                let s: f64 = (0..3).map(|k| net.f[i * 3 + k] as f64 * 0.5).sum();
+                assert!((p[i * 2 + ch] as f64 - a * s).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let mut net = small(true);
+        net.w_slow.pop();
+        assert!(matches!(
+            net.validate_shapes(),
+            Err(EngineError::Shape { .. })
+        ));
+        let p = SnnParams {
+            n: 4,
+            ..Default::default()
+        };
+        assert!(Network::init(p, vec![0.0; 5], vec![0.0; 3], 3, 2, 1, 1).is_err());
+    }
+}

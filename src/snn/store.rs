@@ -1,0 +1,138 @@
+//! The trained network on disk: one safetensors file with every matrix and the parameters as
+//! JSON metadata, so a network file is self-contained.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::{Network, SnnParams};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StoreError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Serialise named f32 matrices with metadata into safetensors bytes.
+pub fn to_bytes(
+    tensors: &[(&str, &[f32], Vec<usize>)],
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, data, shape)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+}
+
+/// Read every f32 tensor and the metadata of a safetensors file.
+#[allow(clippy::type_complexity)]
+pub fn read_tensors(
+    path: &Path,
+) -> Result<
+    (
+        HashMap<String, (Vec<f32>, Vec<usize>)>,
+        HashMap<String, String>,
+    ),
+    StoreError,
+> {
+    let data = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&data)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&data)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(err(
+                path,
+                format!("tensor `{name}` is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.insert(name, (v, view.shape().to_vec()));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+impl Network {
+    /// Write the network (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        let (n, nc, c, o) = (self.n, self.nc, self.n_in, self.n_out);
+        let mut meta = HashMap::new();
+        meta.insert(
+            "params".to_string(),
+            serde_json::to_string(&self.params).map_err(|e| err(path, e.to_string()))?,
+        );
+        meta.insert("model".to_string(), "robust-snn Network ADS".to_string());
+        let bytes = to_bytes(
+            &[
+                ("d", &self.d, vec![nc, n]),
+                ("f", &self.f, vec![n, nc]),
+                ("w_fast", &self.w_fast, vec![n, n]),
+                ("w_slow", &self.w_slow, vec![n, n]),
+                ("w_in_teacher", &self.w_in_teacher, vec![c, nc]),
+                ("w_out_teacher", &self.w_out_teacher, vec![nc, o]),
+            ],
+            meta,
+        )
+        .map_err(|m| err(path, m))?;
+        crate::report::write_atomic(path, &bytes).map_err(|e| err(path, e.to_string()))
+    }
+
+    /// Read a network written by [`save`](Self::save), checking every shape.
+    pub fn load(path: &Path) -> Result<Network, StoreError> {
+        let (mut t, meta) = read_tensors(path)?;
+        let params: SnnParams = serde_json::from_str(
+            meta.get("params")
+                .ok_or_else(|| err(path, "missing `params` metadata"))?,
+        )
+        .map_err(|e| err(path, format!("bad `params` metadata: {e}")))?;
+        let mut take = |name: &str| {
+            t.remove(name)
+                .ok_or_else(|| err(path, format!("missing tensor `{name}`")))
+        };
+        let (d, ds) = take("d")?;
+        let (f, _) = take("f")?;
+        let (w_fast, _) = take("w_fast")?;
+        let (w_slow, _) = take("w_slow")?;
+        let (w_in_teacher, ws) = take("w_in_teacher")?;
+        let (w_out_teacher, wo) = take("w_out_teacher")?;
+        if ds.len() != 2 || ws.len() != 2 || wo.len() != 2 {
+            return Err(err(path, "matrices must be 2-D"));
+        }
+        let net = Network {
+            n: ds[1],
+            nc: ds[0],
+            n_in: ws[0],
+            n_out: wo[1],
+            params,
+            d,
+            f,
+            w_fast,
+            w_slow,
+            w_in_teacher,
+            w_out_teacher,
+        };
+        net.validate_shapes()
+            .map_err(|e| err(path, e.to_string()))?;
+        Ok(net)
+    }
+}

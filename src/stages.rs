@@ -1,0 +1,284 @@
+//! The pipeline's stages as the CLI runs them: each takes a validated config and a run folder.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use crate::backend::Resolved;
+use crate::config::{Config, RunDir};
+use crate::error::Error;
+use crate::report::plot::{Panel, Series};
+use crate::report::StagedDir;
+use crate::tasks::Split;
+
+/// Progress bars only on a terminal; plain per-epoch lines otherwise.
+pub fn interactive() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Write the resolved config next to the results, so a run folder says how it was made.
+pub fn write_config(cfg: &Config, run: &RunDir) -> Result<(), Error> {
+    let path = run.root.join("config.toml");
+    crate::report::write_atomic(&path, cfg.to_toml().as_bytes()).map_err(|e| Error::io(&path, e))
+}
+
+/// `robust-snn task`: plots of a few trials of each split so a user sees what the network must do.
+pub fn render_task(cfg: &Config, run: &RunDir, trials: usize) -> Result<std::path::PathBuf, Error> {
+    let task = cfg.task();
+    let stage = StagedDir::new(&run.task()).map_err(|e| Error::io(&run.task(), e))?;
+    let mut panels = Vec::new();
+    let mut csv = String::from("split,trial,label,step,channel,input\n");
+    for i in 0..trials as u64 {
+        let trial = task.trial(Split::Train, i);
+        let t: Vec<f64> = (0..trial.steps).map(|s| s as f64 * task.dt_ms() as f64).collect();
+        let mut series = Vec::new();
+        for c in 0..trial.channels {
+            let v: Vec<f64> = (0..trial.steps).map(|s| trial.input[s * trial.channels + c] as f64).collect();
+            series.push(Series::new(&format!("input {c}"), t.clone(), v));
+        }
+        for o in 0..trial.outputs {
+            let v: Vec<f64> = (0..trial.steps).map(|s| trial.target[s * trial.outputs + o] as f64).collect();
+            series.push(Series::new("target", t.clone(), v).dashed());
+        }
+        for s in 0..trial.steps {
+            for c in 0..trial.channels {
+                csv.push_str(&format!("train,{i},{},{s},{c},{}\n", trial.label, trial.input[s * trial.channels + c]));
+            }
+        }
+        panels.push(Panel {
+            title: format!(
+                "{} trial {i}: label {} (decision window {}-{} ms)",
+                task.name(),
+                trial.label,
+                trial.window.0,
+                trial.window.1
+            ),
+            x_label: "time (ms)".into(),
+            y_label: String::new(),
+            series,
+            log_y: false,
+        });
+    }
+    let png = stage.join("trials.png");
+    crate::report::plot::panels(&png, &format!("Task: {}", task.name()), &panels, 1000, 240)?;
+    crate::report::write_atomic(&stage.join("trials.csv"), csv.as_bytes()).map_err(|e| Error::io(&stage.join("trials.csv"), e))?;
+    stage.commit().map_err(|e| Error::io(&run.task(), e))?;
+    Ok(run.task().join("trials.png"))
+}
+
+/// `robust-snn teacher`.
+pub fn teacher(cfg: &Config, run: &RunDir, backend: &Resolved) -> Result<crate::teacher::TeacherMetrics, Error> {
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    write_config(cfg, run)?;
+    crate::teacher::run_stage(cfg, run, backend, interactive())
+}
+
+/// True when a stage's output folder is complete (its metrics file exists).
+pub fn done(dir: &Path) -> bool {
+    dir.join("metrics.json").is_file()
+}
+
+/// `DIR/snn/metrics.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SnnMetrics {
+    pub task: String,
+    pub seed: u64,
+    pub network_seed: u64,
+    pub n: usize,
+    pub nc: usize,
+    pub use_fast: bool,
+    pub test_accuracy: f64,
+    pub teacher_test_accuracy: f64,
+    /// Test reconstruction error R = sum_k var(x_k - x~_k) / sum_k var(x_k), mean over trials.
+    pub reconstruction_error: f64,
+    pub test_mse: f64,
+    pub mean_rate_hz: f64,
+    pub test_trials: usize,
+    pub best_epoch: usize,
+    pub best_val_r: f64,
+    pub epochs: usize,
+    pub train_seconds: f64,
+    pub networks_trained: usize,
+    pub backend: String,
+}
+
+pub const NETWORK_FILE: &str = "network.safetensors";
+
+/// The teacher of a run folder, trained first when it is missing.
+pub fn ensure_teacher(cfg: &Config, run: &RunDir, backend: &Resolved) -> Result<crate::teacher::TeacherWeights, Error> {
+    if !run.teacher().join(crate::teacher::WEIGHTS_FILE).is_file() {
+        eprintln!("no teacher in {}: training it first", run.teacher().display());
+        let m = teacher(cfg, run, backend)?;
+        eprintln!("teacher: test accuracy {:.4}", m.test_accuracy);
+    }
+    crate::teacher::load(cfg, run)
+}
+
+/// `robust-snn train`: the spiking network learns the teacher's dynamics; writes `DIR/snn/`.
+pub fn train_snn(cfg: &Config, run: &RunDir, backend: &Resolved, resume: bool) -> Result<SnnMetrics, Error> {
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    write_config(cfg, run)?;
+    let teacher = ensure_teacher(cfg, run, backend)?;
+    let task = cfg.task();
+    let make = |seed: u64| {
+        crate::snn::Network::init(
+            cfg.snn.clone(),
+            teacher.w_in.clone(),
+            teacher.w_out.clone(),
+            teacher.nc,
+            teacher.n_in,
+            teacher.n_out,
+            seed,
+        )
+    };
+    let ck = run.root.join(".snn-checkpoint");
+    if !resume && ck.exists() {
+        std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
+    }
+    let opts = crate::learn::trainer::TrainOptions {
+        checkpoint: Some(&ck),
+        resume,
+        show_progress: interactive(),
+    };
+    let nets = crate::learn::trainer::train_networks(&make, &teacher, task.as_ref(), &cfg.training, cfg.seed, &opts)?;
+    let best = &nets[0];
+    let test = crate::learn::trainer::evaluate(
+        &best.net,
+        &teacher,
+        task.as_ref(),
+        Split::Test,
+        cfg.training.test_trials,
+        cfg.seed,
+    )?;
+    let metrics = SnnMetrics {
+        task: task.name().to_string(),
+        seed: cfg.seed,
+        network_seed: best.network_seed,
+        n: best.net.n,
+        nc: best.net.nc,
+        use_fast: cfg.snn.use_fast,
+        test_accuracy: test.accuracy,
+        teacher_test_accuracy: test.teacher_accuracy,
+        reconstruction_error: test.reconstruction_error,
+        test_mse: test.mse,
+        mean_rate_hz: test.mean_rate_hz,
+        test_trials: test.trials,
+        best_epoch: best.best_epoch,
+        best_val_r: best.best_val_r,
+        epochs: best.history.len(),
+        train_seconds: nets.iter().map(|n| n.train_seconds).fold(0.0, f64::max),
+        networks_trained: nets.len(),
+        backend: "cpu".to_string(),
+    };
+    let stage = StagedDir::new(&run.snn()).map_err(|e| Error::io(&run.snn(), e))?;
+    best.net
+        .save(&stage.join(NETWORK_FILE))
+        .map_err(|e| Error::Other(e.to_string()))?;
+    crate::report::write_json(&stage.join("metrics.json"), &metrics).map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
+    let mut csv = String::from("network_seed,epoch,k,train_r,val_r,val_accuracy,mean_rate_hz,seconds\n");
+    for n in &nets {
+        for h in &n.history {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                n.network_seed, h.epoch, h.k, h.train_r, h.val_r, h.val_accuracy, h.mean_rate_hz, h.seconds
+            ));
+        }
+    }
+    crate::report::write_atomic(&stage.join("history.csv"), csv.as_bytes()).map_err(|e| Error::io(&stage.join("history.csv"), e))?;
+    std::fs::create_dir_all(stage.join("plots")).map_err(|e| Error::io(&stage.join("plots"), e))?;
+    snn_plots(&stage, &best.net, &teacher, task.as_ref(), &nets, cfg.seed)?;
+    stage.commit().map_err(|e| Error::io(&run.snn(), e))?;
+    let _ = std::fs::remove_dir_all(&ck);
+    Ok(metrics)
+}
+
+fn snn_plots(
+    stage: &StagedDir,
+    net: &crate::snn::Network,
+    teacher: &crate::teacher::TeacherWeights,
+    task: &dyn crate::tasks::Task,
+    nets: &[crate::learn::trainer::TrainedNetwork],
+    seed: u64,
+) -> Result<(), Error> {
+    use crate::engine::{CpuEngine, Engine, EnsembleJob, Record};
+    let trial = task.trial(Split::Test, 0);
+    let none = crate::chip::Perturbation::default();
+    let inputs = vec![trial.input.clone()];
+    let job = EnsembleJob {
+        net,
+        perturbation: &none,
+        seed,
+        instances: 0..1,
+        inputs: &inputs,
+        trial_offset: 0,
+        steps: trial.steps,
+        record: Record { x: true, spikes: true, v: false },
+    };
+    let out = CpuEngine.simulate(&job).map_err(|e| Error::Other(e.to_string()))?;
+    let o = &out.trials[0][0];
+    let (y_t, x_t) = teacher.forward(&trial.input, trial.steps);
+    let t: Vec<f64> = (0..trial.steps).map(|s| s as f64 * task.dt_ms() as f64).collect();
+    let nc = teacher.nc;
+    let x_hat = o.x.as_deref().unwrap_or(&[]);
+    let dims: Vec<usize> = (0..nc).step_by((nc / 4).max(1)).take(4).collect();
+    let mut panels = Vec::new();
+    for &k in &dims {
+        panels.push(Panel {
+            title: format!("dimension {k}"),
+            x_label: "time (ms)".into(),
+            y_label: String::new(),
+            series: vec![
+                Series::new("teacher x", t.clone(), (0..trial.steps).map(|s| x_t[s * nc + k] as f64).collect()).dashed(),
+                Series::new("spiking x~", t.clone(), (0..trial.steps).map(|s| x_hat[s * nc + k] as f64).collect()),
+            ],
+            log_y: false,
+        });
+    }
+    crate::report::plot::panels(&stage.join("plots/dynamics.png"), "Teacher dynamics x vs spiking reconstruction x~ (test trial 0)", &panels, 1000, 220)?;
+    let spikes: Vec<(f64, u32)> = o
+        .spikes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|&(s, i)| (s as f64 * task.dt_ms() as f64, i))
+        .collect();
+    crate::report::plot::raster(&stage.join("plots/raster.png"), "Spike raster (test trial 0)", &spikes, net.n as u32, trial.steps as f64)?;
+    let n_out = trial.outputs;
+    let mut out_panels = Vec::new();
+    for i in 0..3u64 {
+        let tr = task.trial(Split::Test, i);
+        let inputs = vec![tr.input.clone()];
+        let job = EnsembleJob { inputs: &inputs, trial_offset: i as u32, record: Record::default(), instances: 0..1, ..job };
+        let res = CpuEngine.simulate(&job).map_err(|e| Error::Other(e.to_string()))?;
+        let (yt, _) = teacher.forward(&tr.input, tr.steps);
+        let y = &res.trials[0][0].y;
+        let verdict = if task.correct(&tr, y) { "correct" } else { "wrong" };
+        out_panels.push(Panel {
+            title: format!("test trial {i}, label {} ({verdict})", tr.label),
+            x_label: "time (ms)".into(),
+            y_label: String::new(),
+            series: vec![
+                Series::new("target", t.clone(), (0..tr.steps).map(|s| tr.target[s * n_out] as f64).collect()).dashed(),
+                Series::new("teacher", t.clone(), (0..tr.steps).map(|s| yt[s * n_out] as f64).collect()),
+                Series::new("spiking network", t.clone(), (0..tr.steps).map(|s| y[s * n_out] as f64).collect()),
+            ],
+            log_y: false,
+        });
+    }
+    let _ = y_t;
+    crate::report::plot::panels(&stage.join("plots/output.png"), "Task output: spiking network vs teacher vs target", &out_panels, 1000, 240)?;
+    let mut series = Vec::new();
+    for n in nets {
+        let e: Vec<f64> = n.history.iter().map(|h| h.epoch as f64).collect();
+        series.push(Series::new(format!("val R (seed {})", n.network_seed), e.clone(), n.history.iter().map(|h| h.val_r).collect()));
+        series.push(Series::new(format!("train R (seed {})", n.network_seed), e, n.history.iter().map(|h| h.train_r).collect()).dashed());
+    }
+    let panel = Panel {
+        title: "Reconstruction error R over training".into(),
+        x_label: "epoch".into(),
+        y_label: "R".into(),
+        series,
+        log_y: true,
+    };
+    crate::report::plot::panels(&stage.join("plots/training.png"), "Network ADS training", &[panel], 900, 360)?;
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! GPU engine vs the CPU reference. Every test skips (with a printed notice) when no wgpu adapter
+//! exists; on Debian, lavapipe (mesa-vulkan-drivers) is enough. Shapes are small: software
+//! adapters are slow.
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use robust_snn::chip::rng::{self, Stream};
+use robust_snn::chip::{MismatchMode, Perturbation};
+use robust_snn::engine::gpu::GpuEngine;
+use robust_snn::engine::{
+    CpuEngine, Engine, EngineError, EnsembleJob, EnsembleOutput, Record, TrialOutput,
+};
+use robust_snn::snn::{Network, SnnParams};
+
+fn engine() -> Option<GpuEngine> {
+    match GpuEngine::new() {
+        Ok(e) => {
+            eprintln!("gpu_engine tests on {:?}", e.adapter());
+            Some(e)
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no usable wgpu adapter ({e})");
+            None
+        }
+    }
+}
+
+fn test_net(n: usize, nc: usize, c: usize, n_out: usize, seed: u64) -> Network {
+    let p = SnnParams {
+        n,
+        ..Default::default()
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xabc);
+    let w_in: Vec<f32> = (0..c * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let w_out: Vec<f32> = (0..nc * n_out)
+        .map(|_| rng.random_range(-0.5..0.5))
+        .collect();
+    let mut net = Network::init(p, w_in, w_out, nc, c, n_out, seed).unwrap();
+    // a random nonzero W_slow (zero diagonal) so the slow path is exercised
+    for pre in 0..n {
+        for post in 0..n {
+            if pre != post {
+                net.w_slow[pre * n + post] = rng.random_range(-0.01..0.01);
+            }
+        }
+    }
+    net
+}
+
+fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let comps: Vec<(f32, f32, f32)> = (0..c * 3)
+        .map(|_| {
+            (
+                rng.random_range(0.5..4.0f32),
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(0.3..1.0f32),
+            )
+        })
+        .collect();
+    let mut x = vec![0f32; steps * c];
+    for t in 0..steps {
+        for ch in 0..c {
+            let ts = t as f32 * 1e-3;
+            x[t * c + ch] = amp
+                * comps[ch * 3..ch * 3 + 3]
+                    .iter()
+                    .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
+                    .sum::<f32>();
+        }
+    }
+    x
+}
+
+const ALL: Record = Record {
+    x: true,
+    spikes: true,
+    v: true,
+};
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    e: &dyn Engine,
+    net: &Network,
+    pert: &Perturbation,
+    seed: u64,
+    instances: std::ops::Range<u32>,
+    inputs: &[Vec<f32>],
+    trial_offset: u32,
+    steps: usize,
+    record: Record,
+) -> EnsembleOutput {
+    e.simulate(&EnsembleJob {
+        net,
+        perturbation: pert,
+        seed,
+        instances,
+        inputs,
+        trial_offset,
+        steps,
+        record,
+    })
+    .unwrap()
+}
+
+#[test]
+fn rng_words_and_normals_match_cpu() {
+    let Some(e) = engine() else { return };
+    let seed = 0x0123_4567_89ab_cdefu64;
+    let count = 4096u32;
+    for (instance, stream, a0) in [(3u32, Stream::NOISE, 0u32), (0xFFFF_FFFE, Stream::W_D, 91)] {
+        let (words, normals) = e.rng_test_draws(seed, instance, stream, a0, count).unwrap();
+        let mut worst = 0f32;
+        for i in 0..count {
+            let want = rng::draws(seed, instance, stream, a0 + i / 7, (i % 7) * 977);
+            assert_eq!(words[i as usize], want, "philox words at {i}");
+            let z = rng::normal4_from_draws(want);
+            for (g, c) in normals[i as usize].iter().zip(z) {
+                let rel = (g - c).abs() / c.abs().max(1e-3);
+                worst = worst.max(rel);
+                assert!(rel <= 1e-6, "normal at {i}: gpu {g} vs cpu {c}");
+            }
+        }
+        eprintln!("worst relative normal difference {worst:e}");
+    }
+}
+
+/// First step at which the spike lists differ (steps if never).
+fn first_divergence(a: &TrialOutput, b: &TrialOutput, steps: usize) -> usize {
+    let (sa, sb) = (a.spikes.as_ref().unwrap(), b.spikes.as_ref().unwrap());
+    let at = |s: &[(u32, u32)], t: u32| -> Vec<u32> {
+        s.iter().filter(|p| p.0 == t).map(|p| p.1).collect()
+    };
+    (0..steps as u32)
+        .find(|&t| at(sa, t) != at(sb, t))
+        .map_or(steps, |t| t as usize)
+}
+
+fn compare_with_cpu(mode: MismatchMode) {
+    let Some(e) = engine() else { return };
+    let (n, nc, steps) = (96, 16, 1000);
+    let net = test_net(n, nc, 2, 2, 5);
+    let inputs: Vec<Vec<f32>> = (0..2).map(|s| smooth_input(steps, 2, 1.0, s)).collect();
+    let pert = Perturbation {
+        mismatch: 0.2,
+        mode,
+        noise: 0.01,
+        silence: 0.2,
+        ..Default::default()
+    };
+    let cpu = run(&CpuEngine, &net, &pert, 17, 2..8, &inputs, 5, steps, ALL);
+    let gpu = run(&e, &net, &pert, 17, 2..8, &inputs, 5, steps, ALL);
+    assert_eq!(gpu.neuron_steps, cpu.neuron_steps);
+    assert_eq!(gpu.trials.len(), 6);
+    let mut exact = 0;
+    for (k, (gi, ci)) in gpu.trials.iter().zip(&cpu.trials).enumerate() {
+        let (gc, cc): (u64, u64) = gi.iter().zip(ci).fold((0, 0), |acc, (g, c)| {
+            (
+                acc.0 + g.spike_counts.iter().map(|&x| x as u64).sum::<u64>(),
+                acc.1 + c.spike_counts.iter().map(|&x| x as u64).sum::<u64>(),
+            )
+        });
+        assert!(cc > 100, "instance {k}: the network should spike ({cc})");
+        let rel = (gc as f64 - cc as f64).abs() / cc as f64;
+        assert!(rel <= 0.02, "{mode:?} instance {k}: spikes gpu {gc} cpu {cc}");
+        for (j, (g, c)) in gi.iter().zip(ci).enumerate() {
+            let div = first_divergence(g, c, steps);
+            if div == steps {
+                exact += 1;
+                assert_eq!(g.spike_counts, c.spike_counts);
+            }
+            let yscale = c.y.iter().fold(1e-3f32, |m, y| m.max(y.abs()));
+            for t in 0..div {
+                for o in 0..2 {
+                    let (a, b) = (g.y[t * 2 + o], c.y[t * 2 + o]);
+                    assert!(
+                        (a - b).abs() <= 1e-4 * yscale,
+                        "{mode:?} inst {k} trial {j} t {t}: y {a} vs {b} (divergence at {div})"
+                    );
+                }
+                let (gx, cx) = (g.x.as_ref().unwrap(), c.x.as_ref().unwrap());
+                for kk in 0..nc {
+                    let (a, b) = (gx[t * nc + kk], cx[t * nc + kk]);
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "x {a} vs {b}");
+                }
+                let (gv, cv) = (g.v.as_ref().unwrap(), c.v.as_ref().unwrap());
+                for i in 0..n {
+                    let (a, b) = (gv[t * n + i], cv[t * n + i]);
+                    assert!((a - b).abs() <= 1e-4, "{mode:?} t {t} V[{i}] {a} vs {b}");
+                }
+            }
+            eprintln!(
+                "{mode:?} instance {k} trial {j}: spikes identical for {div} of {steps} steps"
+            );
+        }
+    }
+    eprintln!("{mode:?}: {exact} of 12 trials spike-identical for all {steps} steps");
+    if exact == 12 {
+        assert_eq!(gpu.synaptic_events, cpu.synaptic_events);
+    } else {
+        let rel = (gpu.synaptic_events as f64 - cpu.synaptic_events as f64).abs()
+            / cpu.synaptic_events as f64;
+        assert!(rel < 0.02);
+    }
+}
+
+#[test]
+fn ensemble_matches_cpu_paper_mode() {
+    compare_with_cpu(MismatchMode::Paper);
+}
+
+#[test]
+fn ensemble_matches_cpu_full_mode() {
+    compare_with_cpu(MismatchMode::Full);
+}
+
+#[test]
+fn nominal_and_quantised_match_cpu_exactly_or_closely() {
+    let Some(e) = engine() else { return };
+    let net = test_net(40, 8, 2, 2, 9);
+    let inputs: Vec<Vec<f32>> = (0..2).map(|s| smooth_input(300, 2, 1.0, s)).collect();
+    for pert in [
+        Perturbation::default(),
+        Perturbation {
+            bits: Some(3),
+            ..Default::default()
+        },
+    ] {
+        let cpu = run(&CpuEngine, &net, &pert, 8, 0..2, &inputs, 0, 300, ALL);
+        let gpu = run(&e, &net, &pert, 8, 0..2, &inputs, 0, 300, ALL);
+        for (gi, ci) in gpu.trials.iter().zip(&cpu.trials) {
+            for (g, c) in gi.iter().zip(ci) {
+                let div = first_divergence(g, c, 300);
+                assert!(div > 100, "{pert:?}: spikes diverge at step {div}");
+                let total: u32 = c.spike_counts.iter().sum();
+                let gt: u32 = g.spike_counts.iter().sum();
+                assert!(total > 20);
+                assert!((gt as f64 - total as f64).abs() <= 0.05 * total as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_ensemble_equals_instances_one_by_one() {
+    let Some(e) = engine() else { return };
+    let net = test_net(72, 16, 2, 2, 3);
+    let inputs: Vec<Vec<f32>> = (0..2).map(|s| smooth_input(200, 2, 1.0, s + 7)).collect();
+    let pert = Perturbation {
+        mismatch: 0.2,
+        noise: 0.01,
+        silence: 0.2,
+        ..Default::default()
+    };
+    let rec = Record {
+        x: true,
+        spikes: true,
+        v: false,
+    };
+    let whole = run(&e, &net, &pert, 4, 1..6, &inputs, 3, 200, rec);
+    assert_eq!(e.last_stats().chunks, 1);
+    let mut events = 0;
+    for k in 1..6u32 {
+        let one = run(&e, &net, &pert, 4, k..k + 1, &inputs, 3, 200, rec);
+        assert_eq!(one.trials[0], whole.trials[(k - 1) as usize], "instance {k}");
+        events += one.synaptic_events;
+    }
+    assert_eq!(events, whole.synaptic_events);
+    // 4 pairs per chunk (2 instances), and 1 pair per chunk (one instance split over chunks)
+    for cap in [4usize, 3, 1] {
+        let small = GpuEngine::new().unwrap().with_max_pairs_per_chunk(cap);
+        let chunked = run(&small, &net, &pert, 4, 1..6, &inputs, 3, 200, rec);
+        let st = small.last_stats();
+        assert!(st.chunks > 1, "cap {cap}: {st:?}");
+        assert_eq!(chunked, whole, "cap {cap}");
+    }
+}
+
+#[test]
+fn empty_jobs_and_errors() {
+    let Some(e) = engine() else { return };
+    let net = test_net(20, 4, 1, 1, 1);
+    let inputs = vec![smooth_input(50, 1, 1.0, 1)];
+    let pert = Perturbation::default();
+    let a = run(&e, &net, &pert, 1, 3..3, &inputs, 0, 50, ALL);
+    assert!(a.trials.is_empty());
+    let a = run(&e, &net, &pert, 1, 0..2, &inputs[..0], 0, 50, ALL);
+    assert_eq!(a.trials.len(), 2);
+    let bad = vec![vec![0f32; 7]];
+    let job = EnsembleJob {
+        net: &net,
+        perturbation: &pert,
+        seed: 0,
+        instances: 0..1,
+        inputs: &bad,
+        trial_offset: 0,
+        steps: 50,
+        record: Record::default(),
+    };
+    assert!(matches!(e.simulate(&job), Err(EngineError::Shape { .. })));
+}
+
+/// Throughput: 64 instances x 768 neurons x 1000 steps, 20 % mismatch, audio-sized (Nc 128,
+/// C 16). `cargo test --release --test gpu_engine bench_gpu -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_gpu_throughput() {
+    let Some(mut e) = engine() else { return };
+    if let Some(wg) = std::env::var("BENCH_WG").ok().and_then(|s| s.parse().ok()) {
+        e = e.with_workgroup_size(wg);
+    }
+    let n_inst: u32 = std::env::var("BENCH_INSTANCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let steps = 1000;
+    let p = SnnParams {
+        n: 768,
+        input_gain: 50.0,
+        ..Default::default()
+    };
+    let mut rng = StdRng::seed_from_u64(1 ^ 0xabc);
+    let w_in: Vec<f32> = (0..16 * 128).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let w_out: Vec<f32> = (0..128).map(|_| rng.random_range(-0.5..0.5)).collect();
+    let mut net = Network::init(p, w_in, w_out, 128, 16, 1, 1).unwrap();
+    let inputs = vec![smooth_input(steps, 16, 0.1, 3)];
+    let pert = Perturbation {
+        mismatch: 0.2,
+        ..Default::default()
+    };
+    for slow in [false, true] {
+        if slow {
+            let mut rng = StdRng::seed_from_u64(4);
+            for pre in 0..768 {
+                for post in 0..768 {
+                    if pre != post {
+                        net.w_slow[pre * 768 + post] = rng.random_range(-1e-4..1e-4);
+                    }
+                }
+            }
+        }
+        let warm = vec![inputs[0][..100 * 16].to_vec()];
+        run(&e, &net, &pert, 1, 0..4, &warm, 0, 100, Record::default()); // warm-up
+        let t0 = std::time::Instant::now();
+        let out = run(&e, &net, &pert, 1, 0..n_inst, &inputs, 0, steps, Record::default());
+        let secs = t0.elapsed().as_secs_f64();
+        let spikes: u64 = out
+            .trials
+            .iter()
+            .map(|t| t[0].spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+            .sum();
+        eprintln!(
+            "W_slow {}: {:.3} s, {:.3e} neuron-steps/s, {:.3e} syn events/s, rate {:.2} Hz, \
+             {} B/instance on device, {:?}",
+            if slow { "random" } else { "zero" },
+            secs,
+            out.neuron_steps as f64 / secs,
+            out.synaptic_events as f64 / secs,
+            spikes as f64 / (n_inst as f64 * 768.0 * steps as f64 * 1e-3),
+            e.device_bytes() / n_inst as u64,
+            e.last_stats()
+        );
+    }
+}
