@@ -4,12 +4,14 @@
 //! `cargo bench --bench engine` (set ROBUST_SNN_BENCH_INSTANCES / _NEURONS / _STEPS to resize).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use robust_snn::bench::{BenchSpec, calibrate, synthetic_network};
-use robust_snn::chip::{MismatchMode, Perturbation};
+use robust_snn::bench::{BenchSpec, prepare};
 use robust_snn::engine::{CpuEngine, Engine, EnsembleJob, Record};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn engines(c: &mut Criterion) {
@@ -22,9 +24,7 @@ fn engines(c: &mut Criterion) {
         nc: 128,
         seed: 1,
     };
-    let pert = Perturbation { mismatch: spec.mismatch, mode: MismatchMode::Paper, ..Perturbation::default() };
-    let mut net = synthetic_network(&spec).expect("synthetic network");
-    calibrate(&CpuEngine, &mut net, &pert, &spec).expect("calibration");
+    let (net, pert) = prepare(&CpuEngine, &spec).expect("benchmark network");
     let inputs = vec![vec![0.0f32; spec.steps]];
     let job = EnsembleJob {
         net: &net,
@@ -38,9 +38,13 @@ fn engines(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("ensemble");
     group.sample_size(10);
-    group.throughput(Throughput::Elements(spec.instances as u64 * spec.neurons as u64 * spec.steps as u64));
+    group.throughput(Throughput::Elements(
+        spec.instances as u64 * spec.neurons as u64 * spec.steps as u64,
+    ));
     let name = format!("cpu/{}x{}x{}", spec.instances, spec.neurons, spec.steps);
-    group.bench_function(name, |b| b.iter(|| CpuEngine.simulate(&job).expect("simulate")));
+    group.bench_function(name, |b| {
+        b.iter(|| CpuEngine.simulate(&job).expect("simulate"))
+    });
     group.finish();
 }
 

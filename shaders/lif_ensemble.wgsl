@@ -18,6 +18,54 @@
 // The host prepends `const WG, QPI, KPI, NW, NCQ` (workgroup size, quads and k-quads per
 // invocation, mask words, k-quads) and rng.wgsl.
 
+// ==== The shared LIF step: everything from the top of this file to the END marker is also
+// compiled into learn.wgsl (the host cuts it here). It may use only WG, NW and NCQ, and binds
+// nothing. ====
+
+// V_th of silenced and padding neurons (f32::MAX on the host): never spike, held at 0.
+const SILENT_TH: f32 = 3.0e38;
+
+// Spike masks of this and the previous step (bit i % 32 of word i / 32) and the decoded x~.
+var<workgroup> mask: array<array<atomic<u32>, NW>, 2>;
+var<workgroup> xs: array<vec4<f32>, NCQ>;
+
+// Step 2 of `engine::cpu::step` for one quad: V += dt/tau_mem (V_rest - V + (I + b)).
+fn lif_membrane(v: vec4<f32>, cur: vec4<f32>, alpha: vec4<f32>, v_rest: f32, bias: f32) -> vec4<f32> {
+    return v + alpha * ((vec4<f32>(v_rest) - v) + (cur + bias));
+}
+
+struct Fired {
+    v: vec4<f32>,
+    r: vec4<f32>,
+    // 1 where the neuron spiked
+    one: vec4<u32>,
+}
+
+// Step 5 for quad q: s = V >= V_th; V = V_reset, r += 1/tau_out where s; spike bits into mask[buf].
+fn lif_fire(q: u32, buf: u32, vv: vec4<f32>, rr: vec4<f32>, vth: vec4<f32>, v_reset: f32, inv_out: vec4<f32>) -> Fired {
+    let spk = vv >= vth;
+    let one = select(vec4<u32>(0u), vec4<u32>(1u), spk);
+    let bits = one.x | (one.y << 1u) | (one.z << 2u) | (one.w << 3u);
+    if bits != 0u {
+        atomicOr(&mask[buf][q / 8u], bits << ((q % 8u) * 4u));
+    }
+    return Fired(select(vv, vec4<f32>(v_reset), spk), rr + select(vec4<f32>(0.0), inv_out, spk), one);
+}
+
+// Zeroes mask[b] (all invocations of the workgroup together).
+fn clear_mask(lid: u32, b: u32) {
+    for (var w = lid; w < NW; w += WG) {
+        atomicStore(&mask[b][w], 0u);
+    }
+}
+
+// Word w of mask[buf]; the spiking neurons are w * 32 + its set bits (lowest first).
+fn spike_word(buf: u32, w: u32) -> u32 {
+    return atomicLoad(&mask[buf][w]);
+}
+
+// ==== END of the shared LIF step ====
+
 struct Job {
     n: u32,
     nq: u32,
@@ -54,8 +102,6 @@ const F_FAST: u32 = 2u;
 const F_REC_X: u32 = 4u;
 const F_REC_SPK: u32 = 8u;
 const F_REC_V: u32 = 16u;
-// V_th of silenced and padding neurons (f32::MAX on the host): never spike, held at 0.
-const SILENT_TH: f32 = 3.0e38;
 
 @group(0) @binding(0) var<uniform> job: Job;
 // Shared nominal weights, vec4 rows: W_slow [pre][quad], W_fast_t [pre][quad] at off_fast,
@@ -73,13 +119,6 @@ const SILENT_TH: f32 = 3.0e38;
 // Per pair (stride out_stride, u32 words): spike counts (4 nq), y [t][o], x~ [t][k],
 // spike mask words [t][w], V [t][4 nq].
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
-
-var<workgroup> mask: array<array<atomic<u32>, NW>, 2>;
-var<workgroup> xs: array<vec4<f32>, NCQ>;
-
-fn pick(v: vec4<f32>, l: u32) -> f32 {
-    return v[l];
-}
 
 @compute @workgroup_size(WG)
 fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -141,10 +180,8 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             xs[kq] = select(state[sb + 4u * nq + kq], vec4<f32>(0.0), job.t_start == 0u);
         }
     }
-    for (var w = lid; w < NW; w += WG) {
-        atomicStore(&mask[0][w], 0u);
-        atomicStore(&mask[1][w], 0u);
-    }
+    clear_mask(lid, 0u);
+    clear_mask(lid, 1u);
     workgroupBarrier();
 
     for (var s = 0u; s < job.k_steps; s++) {
@@ -164,8 +201,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                     cur = cur + u * inst[pb + (8u + ch) * nq + q];
                 }
             }
-            let alpha = inst[pb + q];
-            var vv = v[m] + alpha * ((vec4<f32>(job.v_rest) - v[m]) + (cur + job.bias));
+            var vv = lif_membrane(v[m], cur, inst[pb + q], job.v_rest, job.bias);
             i_f[m] = i_f[m] * inst[pb + 2u * nq + q];
             i_s[m] = i_s[m] * inst[pb + 4u * nq + q];
             var rr = r[m] * inst[pb + 6u * nq + q];
@@ -175,15 +211,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             }
             let vth = inst[pb + nq + q];
             vv = select(vv, vec4<f32>(0.0), vth >= vec4<f32>(SILENT_TH));
-            let spk = vv >= vth;
-            vv = select(vv, vec4<f32>(job.v_reset), spk);
-            rr = rr + select(vec4<f32>(0.0), inst[pb + 7u * nq + q], spk);
-            let one = select(vec4<u32>(0u), vec4<u32>(1u), spk);
-            cnt[m] = cnt[m] + one;
-            let bits = one.x | (one.y << 1u) | (one.z << 2u) | (one.w << 3u);
-            if bits != 0u {
-                atomicOr(&mask[buf][q / 8u], bits << ((q % 8u) * 4u));
-            }
+            let fired = lif_fire(q, buf, vv, rr, vth, job.v_reset, inst[pb + 7u * nq + q]);
+            vv = fired.v;
+            rr = fired.r;
+            cnt[m] = cnt[m] + fired.one;
             v[m] = vv;
             r[m] = rr;
             if !shared_out {
@@ -200,12 +231,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         storageBarrier();
         workgroupBarrier();
         // ---- B: event-driven propagation and readout
-        for (var w = lid; w < NW; w += WG) {
-            atomicStore(&mask[buf ^ 1u][w], 0u); // last read in the previous step
-        }
+        clear_mask(lid, buf ^ 1u); // last read in the previous step
         if slow_on || fast_on {
             for (var w = 0u; w < NW; w++) {
-                var bits = atomicLoad(&mask[buf][w]);
+                var bits = spike_word(buf, w);
                 while bits != 0u {
                     let j = w * 32u + firstTrailingBit(bits);
                     bits = bits & (bits - 1u);
@@ -244,7 +273,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                 // x~ = x~ e^{-dt/tau_out} + sum_j D_eff[:, j] / tau_out
                 var x = xs[kq] * dec_shared;
                 for (var w = 0u; w < NW; w++) {
-                    var bits = atomicLoad(&mask[buf][w]);
+                    var bits = spike_word(buf, w);
                     while bits != 0u {
                         let j = w * 32u + firstTrailingBit(bits);
                         bits = bits & (bits - 1u);
@@ -253,10 +282,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                             let jq = j / 4u;
                             let l = j % 4u;
                             let z = vec4<f32>(
-                                pick(normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0, jq), key)), l),
-                                pick(normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 1u, jq), key)), l),
-                                pick(normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 2u, jq), key)), l),
-                                pick(normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 3u, jq), key)), l),
+                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0, jq), key), l),
+                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 1u, jq), key), l),
+                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 2u, jq), key), l),
+                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 3u, jq), key), l),
                             );
                             d = d * (1.0 + sig_d * z);
                         }
@@ -329,7 +358,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         }
         if (job.flags & F_REC_SPK) != 0u {
             for (var w = lid; w < NW; w += WG) {
-                out[ob + job.off_spk + t * NW + w] = atomicLoad(&mask[buf][w]);
+                out[ob + job.off_spk + t * NW + w] = spike_word(buf, w);
             }
         }
     }

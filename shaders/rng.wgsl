@@ -97,3 +97,12 @@ fn normal4_from_words(d: vec4<u32>) -> vec4<f32> {
 fn uniform4_from_words(d: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(to_uniform(d.x), to_uniform(d.y), to_uniform(d.z), to_uniform(d.w));
 }
+
+// Lane l of normal4_from_words(d), computing only the Box-Muller pair it belongs to.
+fn normal_lane(d: vec4<u32>, l: u32) -> f32 {
+    let hi = l >= 2u;
+    let u1 = to_uniform(select(d.x, d.z, hi));
+    let u2 = to_uniform(select(d.y, d.w, hi));
+    let z = box_muller(u1, u2);
+    return select(z.x, z.y, (l & 1u) == 1u);
+}

@@ -21,24 +21,8 @@ pub enum BackendChoice {
 }
 
 /// An adapter as recorded in outputs' metadata.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-}
-
-impl From<&wgpu::AdapterInfo> for AdapterSummary {
-    fn from(i: &wgpu::AdapterInfo) -> Self {
-        Self {
-            name: i.name.clone(),
-            backend: format!("{:?}", i.backend).to_lowercase(),
-            device_type: format!("{:?}", i.device_type),
-            driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
-        }
-    }
-}
+pub use crate::engine::gpu::context::GpuAdapterInfo as AdapterSummary;
+use crate::engine::gpu::context::{candidate_adapters, filter_note};
 
 /// Where work will run.
 #[derive(Clone, Debug)]
@@ -69,33 +53,12 @@ pub enum BackendError {
     NoAdapter { filter: String },
 }
 
-/// The wgpu adapters visible under the environment's WGPU_BACKEND / WGPU_ADAPTER_NAME filters.
+/// The wgpu adapters visible under the environment's WGPU_BACKEND / WGPU_ADAPTER_NAME filters,
+/// best first (hardware, then Vulkan/Metal/DX12 before GL).
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    let mut list = pollster::block_on(instance.enumerate_adapters(backends));
-    if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
-        let want = name.to_lowercase();
-        list.retain(|a| a.get_info().name.to_lowercase().contains(&want));
-    }
-    // Prefer hardware adapters, then Vulkan over GL for software ones (lavapipe is the more
-    // complete compute implementation).
-    list.sort_by_key(|a| {
-        let i = a.get_info();
-        let hw = match i.device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
-        };
-        let api = match i.backend {
-            wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
-            _ => 1,
-        };
-        (hw, api)
-    });
-    list
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    candidate_adapters(&instance)
 }
 
 fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
@@ -117,25 +80,13 @@ pub fn resolve(choice: BackendChoice) -> Result<Resolved, BackendError> {
             match found {
                 Some(a) => Ok(Resolved::Gpu(AdapterSummary::from(&a.get_info()))),
                 None => {
-                    eprintln!("note: --backend auto found no GPU adapter{}; running on the CPU", filter_note());
+                    eprintln!(
+                        "note: --backend auto found no GPU adapter{}; running on the CPU",
+                        filter_note()
+                    );
                     Ok(Resolved::Cpu)
                 }
             }
         }
-    }
-}
-
-fn filter_note() -> String {
-    let mut parts = Vec::new();
-    if let Ok(v) = std::env::var("WGPU_ADAPTER_NAME") {
-        parts.push(format!("WGPU_ADAPTER_NAME={v}"));
-    }
-    if let Ok(v) = std::env::var("WGPU_BACKEND") {
-        parts.push(format!("WGPU_BACKEND={v}"));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" matching {}", parts.join(", "))
     }
 }

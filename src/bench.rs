@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::chip::{MismatchMode, Perturbation};
-use crate::engine::{Engine, EngineError, EnsembleJob, Record};
+use crate::engine::{Engine, EngineError, EnsembleJob, EnsembleOutput, Record};
 use crate::snn::{Network, SnnParams};
 
 /// What to measure.
@@ -41,6 +41,10 @@ pub struct BenchResult {
     pub synaptic_events_per_s: f64,
     pub synaptic_events: u64,
     pub threads: usize,
+    /// The wgpu adapter (GPU runs only).
+    pub adapter: Option<crate::backend::AdapterSummary>,
+    /// Device memory the last job allocated (GPU runs only).
+    pub device_bytes: Option<u64>,
 }
 
 /// A network with Network ADS structure (D, F, balanced W_fast) and a random, weak W_slow, so
@@ -67,7 +71,13 @@ pub fn synthetic_network(spec: &BenchSpec) -> Result<Network, EngineError> {
     Ok(net)
 }
 
-fn rate_of(engine: &dyn Engine, net: &Network, pert: &Perturbation, seed: u64, steps: usize) -> Result<f64, EngineError> {
+fn rate_of(
+    engine: &dyn Engine,
+    net: &Network,
+    pert: &Perturbation,
+    seed: u64,
+    steps: usize,
+) -> Result<f64, EngineError> {
     let inputs = vec![vec![0.0f32; steps]];
     let job = EnsembleJob {
         net,
@@ -80,17 +90,16 @@ fn rate_of(engine: &dyn Engine, net: &Network, pert: &Perturbation, seed: u64, s
         record: Record::default(),
     };
     let out = engine.simulate(&job)?;
-    let spikes: u64 = out
-        .trials
-        .iter()
-        .flatten()
-        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
-        .sum();
-    Ok(spikes as f64 / (2.0 * net.n as f64 * steps as f64 * net.params.dt_s() as f64))
+    Ok(total_spikes(&out) as f64 / (2.0 * net.n as f64 * steps as f64 * net.params.dt_s() as f64))
 }
 
 /// Find the bias current that gives the target rate (bisection on short runs).
-pub fn calibrate(engine: &dyn Engine, net: &mut Network, pert: &Perturbation, spec: &BenchSpec) -> Result<f64, EngineError> {
+pub fn calibrate(
+    engine: &dyn Engine,
+    net: &mut Network,
+    pert: &Perturbation,
+    spec: &BenchSpec,
+) -> Result<f64, EngineError> {
     let (mut lo, mut hi) = (0.0f32, 5.0f32);
     let mut rate = 0.0;
     for _ in 0..18 {
@@ -109,13 +118,31 @@ pub fn calibrate(engine: &dyn Engine, net: &mut Network, pert: &Perturbation, sp
     Ok(rate)
 }
 
-/// Run the benchmark on `engine`.
-pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineError> {
+/// Spikes of every trial of every instance.
+pub fn total_spikes(out: &EnsembleOutput) -> u64 {
+    out.trials
+        .iter()
+        .flatten()
+        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+        .sum()
+}
+
+/// The benchmark's network and perturbation, with the bias calibrated on `engine` to the
+/// requested rate.
+pub fn prepare(
+    engine: &dyn Engine,
+    spec: &BenchSpec,
+) -> Result<(Network, Perturbation), EngineError> {
     if spec.instances == 0 || spec.neurons == 0 || spec.steps == 0 {
-        return Err(EngineError::InvalidJob("instances, neurons and steps must be > 0".into()));
+        return Err(EngineError::InvalidJob(
+            "instances, neurons and steps must be > 0".into(),
+        ));
     }
     if !(spec.rate_hz > 0.0 && spec.rate_hz.is_finite()) {
-        return Err(EngineError::InvalidJob(format!("rate must be > 0 Hz, got {}", spec.rate_hz)));
+        return Err(EngineError::InvalidJob(format!(
+            "rate must be > 0 Hz, got {}",
+            spec.rate_hz
+        )));
     }
     let pert = Perturbation {
         mismatch: spec.mismatch,
@@ -125,6 +152,12 @@ pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineE
     pert.validate().map_err(EngineError::InvalidPerturbation)?;
     let mut net = synthetic_network(spec)?;
     calibrate(engine, &mut net, &pert, spec)?;
+    Ok((net, pert))
+}
+
+/// Run the benchmark on `engine`.
+pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineError> {
+    let (net, pert) = prepare(engine, spec)?;
     let inputs = vec![vec![0.0f32; spec.steps]];
     let job = EnsembleJob {
         net: &net,
@@ -144,16 +177,14 @@ pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineE
         ..job
     };
     let warm_inputs = vec![vec![0.0f32; spec.steps.min(100)]];
-    engine.simulate(&EnsembleJob { inputs: &warm_inputs, ..warm })?;
+    engine.simulate(&EnsembleJob {
+        inputs: &warm_inputs,
+        ..warm
+    })?;
     let t0 = Instant::now();
     let out = engine.simulate(&job)?;
     let wall = t0.elapsed().as_secs_f64();
-    let spikes: u64 = out
-        .trials
-        .iter()
-        .flatten()
-        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
-        .sum();
+    let spikes = total_spikes(&out);
     let neuron_steps = spec.instances as f64 * spec.neurons as f64 * spec.steps as f64;
     Ok(BenchResult {
         backend: engine.name(),
@@ -168,5 +199,7 @@ pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineE
         synaptic_events_per_s: out.synaptic_events as f64 / wall,
         synaptic_events: out.synaptic_events,
         threads: rayon::current_num_threads(),
+        adapter: None,
+        device_bytes: None,
     })
 }

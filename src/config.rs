@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::snn::params::SnnParams;
+use crate::tasks::Task;
 use crate::tasks::ecg::{EcgParams, EcgTask};
 use crate::tasks::xor::{XorParams, XorTask};
-use crate::tasks::Task;
 
 /// The shipped configs, embedded so the binary runs without the repository beside it.
 pub const EMBEDDED: &[(&str, &str)] = &[
@@ -223,7 +223,11 @@ impl Config {
         non_negative(&mut p, "teacher.input_scale", t.input_scale as f64);
         positive(&mut p, "teacher.spectral_radius", t.spectral_radius as f64);
         positive(&mut p, "teacher.epochs", t.epochs as f64);
-        positive(&mut p, "teacher.batches_per_epoch", t.batches_per_epoch as f64);
+        positive(
+            &mut p,
+            "teacher.batches_per_epoch",
+            t.batches_per_epoch as f64,
+        );
         positive(&mut p, "teacher.batch_size", t.batch_size as f64);
         positive(&mut p, "teacher.learning_rate", t.learning_rate);
         non_negative(&mut p, "teacher.grad_clip", t.grad_clip as f64);
@@ -232,11 +236,19 @@ impl Config {
         non_negative(&mut p, "teacher.l2_out", t.l2_out as f64);
         positive(&mut p, "teacher.val_trials", t.val_trials as f64);
         positive(&mut p, "teacher.test_trials", t.test_trials as f64);
-        in_unit(&mut p, "teacher.target_val_accuracy", t.target_val_accuracy as f64);
+        in_unit(
+            &mut p,
+            "teacher.target_val_accuracy",
+            t.target_val_accuracy as f64,
+        );
 
         let r = &self.training;
         positive(&mut p, "training.epochs", r.epochs as f64);
-        positive(&mut p, "training.samples_per_epoch", r.samples_per_epoch as f64);
+        positive(
+            &mut p,
+            "training.samples_per_epoch",
+            r.samples_per_epoch as f64,
+        );
         non_negative(&mut p, "training.eta", r.eta as f64);
         non_negative(&mut p, "training.k", r.k as f64);
         positive(&mut p, "training.k_plateaus", r.k_plateaus as f64);
@@ -280,11 +292,10 @@ impl Config {
     /// Replace one value given as a dotted key (`teacher.epochs`) and a TOML literal or bare
     /// string; the result is validated like a file.
     pub fn with_override(&self, key: &str, value: &str, file: &str) -> Result<Self, ConfigError> {
-        let mut doc: toml::Value =
-            toml::Value::try_from(self).map_err(|e| ConfigError::Parse {
-                file: file.to_string(),
-                message: e.to_string(),
-            })?;
+        let mut doc: toml::Value = toml::Value::try_from(self).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
         let parsed = parse_literal(value);
         let mut cur = &mut doc;
         let parts: Vec<&str> = key.split('.').collect();
@@ -326,7 +337,9 @@ impl Config {
 fn parse_literal(value: &str) -> toml::Value {
     let wrapped = format!("v = {value}");
     match toml::from_str::<toml::Table>(&wrapped) {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(value.to_string())),
         Err(_) => toml::Value::String(value.to_string()),
     }
 }
@@ -345,13 +358,13 @@ fn format_toml_error(e: &toml::de::Error, text: &str) -> String {
 }
 
 fn positive(p: &mut Vec<String>, key: &str, v: f64) {
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
         p.push(format!("{key} must be > 0, got {v}"));
     }
 }
 
 fn non_negative(p: &mut Vec<String>, key: &str, v: f64) {
-    if !(v >= 0.0) || !v.is_finite() {
+    if v.is_nan() || v < 0.0 || !v.is_finite() {
         p.push(format!("{key} must be >= 0, got {v}"));
     }
 }

@@ -158,7 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let out = &a.common.out;
             if a.common.config.is_none()
                 && !out.join("config.toml").is_file()
-                && !out.join("teacher").join(robust_snn::teacher::WEIGHTS_FILE).is_file()
+                && !out
+                    .join("teacher")
+                    .join(robust_snn::teacher::WEIGHTS_FILE)
+                    .is_file()
             {
                 anyhow::bail!(
                     "{}: no teacher/ and no config.toml in this run folder; pass --config FILE",
@@ -171,7 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let resolved = backend::resolve(a.common.backend)?;
             let run = RunDir::new(&a.common.out);
-            if !run.teacher().join(robust_snn::teacher::WEIGHTS_FILE).is_file() {
+            if !run
+                .teacher()
+                .join(robust_snn::teacher::WEIGHTS_FILE)
+                .is_file()
+            {
                 let m = stages::teacher(&cfg, &run, &resolved).context("training the teacher")?;
                 print_teacher(&m, &run);
             }
@@ -193,12 +200,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(b) => {
             let resolved = backend::resolve(b.backend)?;
-            if let Resolved::Gpu(a) = &resolved {
-                anyhow::bail!(
-                    "bench --backend gpu: the GPU engine is not built yet (adapter {} found); use --backend cpu",
-                    a.name
-                );
-            }
             let spec = robust_snn::bench::BenchSpec {
                 instances: b.instances,
                 neurons: b.neurons,
@@ -208,7 +209,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 nc: b.nc,
                 seed: b.seed,
             };
-            let r = robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?;
+            let r = match &resolved {
+                Resolved::Cpu => robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?,
+                Resolved::Gpu(_) => {
+                    let gpu = robust_snn::engine::gpu::GpuEngine::new()?;
+                    let mut r = robust_snn::bench::run(&gpu, &spec)?;
+                    r.adapter = Some(gpu.adapter());
+                    r.device_bytes = Some(gpu.device_bytes());
+                    r
+                }
+            };
             if b.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::backend::Resolved;
 use crate::config::{Config, RunDir};
 use crate::error::Error;
-use crate::report::plot::{Panel, Series};
 use crate::report::StagedDir;
+use crate::report::plot::{Panel, Series};
 use crate::tasks::Split;
 
 /// Progress bars only on a terminal; plain per-epoch lines otherwise.
@@ -29,19 +29,29 @@ pub fn render_task(cfg: &Config, run: &RunDir, trials: usize) -> Result<std::pat
     let mut csv = String::from("split,trial,label,step,channel,input\n");
     for i in 0..trials as u64 {
         let trial = task.trial(Split::Train, i);
-        let t: Vec<f64> = (0..trial.steps).map(|s| s as f64 * task.dt_ms() as f64).collect();
+        let t: Vec<f64> = (0..trial.steps)
+            .map(|s| s as f64 * task.dt_ms() as f64)
+            .collect();
         let mut series = Vec::new();
         for c in 0..trial.channels {
-            let v: Vec<f64> = (0..trial.steps).map(|s| trial.input[s * trial.channels + c] as f64).collect();
-            series.push(Series::new(&format!("input {c}"), t.clone(), v));
+            let v: Vec<f64> = (0..trial.steps)
+                .map(|s| trial.input[s * trial.channels + c] as f64)
+                .collect();
+            series.push(Series::new(format!("input {c}"), t.clone(), v));
         }
         for o in 0..trial.outputs {
-            let v: Vec<f64> = (0..trial.steps).map(|s| trial.target[s * trial.outputs + o] as f64).collect();
+            let v: Vec<f64> = (0..trial.steps)
+                .map(|s| trial.target[s * trial.outputs + o] as f64)
+                .collect();
             series.push(Series::new("target", t.clone(), v).dashed());
         }
         for s in 0..trial.steps {
             for c in 0..trial.channels {
-                csv.push_str(&format!("train,{i},{},{s},{c},{}\n", trial.label, trial.input[s * trial.channels + c]));
+                csv.push_str(&format!(
+                    "train,{i},{},{s},{c},{}\n",
+                    trial.label,
+                    trial.input[s * trial.channels + c]
+                ));
             }
         }
         panels.push(Panel {
@@ -60,13 +70,18 @@ pub fn render_task(cfg: &Config, run: &RunDir, trials: usize) -> Result<std::pat
     }
     let png = stage.join("trials.png");
     crate::report::plot::panels(&png, &format!("Task: {}", task.name()), &panels, 1000, 240)?;
-    crate::report::write_atomic(&stage.join("trials.csv"), csv.as_bytes()).map_err(|e| Error::io(&stage.join("trials.csv"), e))?;
+    crate::report::write_atomic(&stage.join("trials.csv"), csv.as_bytes())
+        .map_err(|e| Error::io(&stage.join("trials.csv"), e))?;
     stage.commit().map_err(|e| Error::io(&run.task(), e))?;
     Ok(run.task().join("trials.png"))
 }
 
 /// `robust-snn teacher`.
-pub fn teacher(cfg: &Config, run: &RunDir, backend: &Resolved) -> Result<crate::teacher::TeacherMetrics, Error> {
+pub fn teacher(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+) -> Result<crate::teacher::TeacherMetrics, Error> {
     std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
     write_config(cfg, run)?;
     crate::teacher::run_stage(cfg, run, backend, interactive())
@@ -104,9 +119,16 @@ pub struct SnnMetrics {
 pub const NETWORK_FILE: &str = "network.safetensors";
 
 /// The teacher of a run folder, trained first when it is missing.
-pub fn ensure_teacher(cfg: &Config, run: &RunDir, backend: &Resolved) -> Result<crate::teacher::TeacherWeights, Error> {
+pub fn ensure_teacher(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+) -> Result<crate::teacher::TeacherWeights, Error> {
     if !run.teacher().join(crate::teacher::WEIGHTS_FILE).is_file() {
-        eprintln!("no teacher in {}: training it first", run.teacher().display());
+        eprintln!(
+            "no teacher in {}: training it first",
+            run.teacher().display()
+        );
         let m = teacher(cfg, run, backend)?;
         eprintln!("teacher: test accuracy {:.4}", m.test_accuracy);
     }
@@ -114,7 +136,12 @@ pub fn ensure_teacher(cfg: &Config, run: &RunDir, backend: &Resolved) -> Result<
 }
 
 /// `robust-snn train`: the spiking network learns the teacher's dynamics; writes `DIR/snn/`.
-pub fn train_snn(cfg: &Config, run: &RunDir, backend: &Resolved, resume: bool) -> Result<SnnMetrics, Error> {
+pub fn train_snn(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    resume: bool,
+) -> Result<SnnMetrics, Error> {
     std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
     write_config(cfg, run)?;
     let teacher = ensure_teacher(cfg, run, backend)?;
@@ -134,12 +161,26 @@ pub fn train_snn(cfg: &Config, run: &RunDir, backend: &Resolved, resume: bool) -
     if !resume && ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
+    let gpu = match backend {
+        Resolved::Gpu(_) => Some(std::sync::Arc::new(
+            crate::engine::gpu::context::GpuContext::new()?,
+        )),
+        Resolved::Cpu => None,
+    };
     let opts = crate::learn::trainer::TrainOptions {
         checkpoint: Some(&ck),
         resume,
         show_progress: interactive(),
+        gpu,
     };
-    let nets = crate::learn::trainer::train_networks(&make, &teacher, task.as_ref(), &cfg.training, cfg.seed, &opts)?;
+    let nets = crate::learn::trainer::train_networks(
+        &make,
+        &teacher,
+        task.as_ref(),
+        &cfg.training,
+        cfg.seed,
+        &opts,
+    )?;
     let best = &nets[0];
     let test = crate::learn::trainer::evaluate(
         &best.net,
@@ -167,23 +208,33 @@ pub fn train_snn(cfg: &Config, run: &RunDir, backend: &Resolved, resume: bool) -
         epochs: best.history.len(),
         train_seconds: nets.iter().map(|n| n.train_seconds).fold(0.0, f64::max),
         networks_trained: nets.len(),
-        backend: "cpu".to_string(),
+        backend: backend.label(),
     };
     let stage = StagedDir::new(&run.snn()).map_err(|e| Error::io(&run.snn(), e))?;
     best.net
         .save(&stage.join(NETWORK_FILE))
         .map_err(|e| Error::Other(e.to_string()))?;
-    crate::report::write_json(&stage.join("metrics.json"), &metrics).map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
-    let mut csv = String::from("network_seed,epoch,k,train_r,val_r,val_accuracy,mean_rate_hz,seconds\n");
+    crate::report::write_json(&stage.join("metrics.json"), &metrics)
+        .map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
+    let mut csv =
+        String::from("network_seed,epoch,k,train_r,val_r,val_accuracy,mean_rate_hz,seconds\n");
     for n in &nets {
         for h in &n.history {
             csv.push_str(&format!(
                 "{},{},{},{},{},{},{},{}\n",
-                n.network_seed, h.epoch, h.k, h.train_r, h.val_r, h.val_accuracy, h.mean_rate_hz, h.seconds
+                n.network_seed,
+                h.epoch,
+                h.k,
+                h.train_r,
+                h.val_r,
+                h.val_accuracy,
+                h.mean_rate_hz,
+                h.seconds
             ));
         }
     }
-    crate::report::write_atomic(&stage.join("history.csv"), csv.as_bytes()).map_err(|e| Error::io(&stage.join("history.csv"), e))?;
+    crate::report::write_atomic(&stage.join("history.csv"), csv.as_bytes())
+        .map_err(|e| Error::io(&stage.join("history.csv"), e))?;
     std::fs::create_dir_all(stage.join("plots")).map_err(|e| Error::io(&stage.join("plots"), e))?;
     snn_plots(&stage, &best.net, &teacher, task.as_ref(), &nets, cfg.seed)?;
     stage.commit().map_err(|e| Error::io(&run.snn(), e))?;
@@ -211,12 +262,20 @@ fn snn_plots(
         inputs: &inputs,
         trial_offset: 0,
         steps: trial.steps,
-        record: Record { x: true, spikes: true, v: false },
+        record: Record {
+            x: true,
+            spikes: true,
+            v: false,
+        },
     };
-    let out = CpuEngine.simulate(&job).map_err(|e| Error::Other(e.to_string()))?;
+    let out = CpuEngine
+        .simulate(&job)
+        .map_err(|e| Error::Other(e.to_string()))?;
     let o = &out.trials[0][0];
     let (y_t, x_t) = teacher.forward(&trial.input, trial.steps);
-    let t: Vec<f64> = (0..trial.steps).map(|s| s as f64 * task.dt_ms() as f64).collect();
+    let t: Vec<f64> = (0..trial.steps)
+        .map(|s| s as f64 * task.dt_ms() as f64)
+        .collect();
     let nc = teacher.nc;
     let x_hat = o.x.as_deref().unwrap_or(&[]);
     let dims: Vec<usize> = (0..nc).step_by((nc / 4).max(1)).take(4).collect();
@@ -227,13 +286,28 @@ fn snn_plots(
             x_label: "time (ms)".into(),
             y_label: String::new(),
             series: vec![
-                Series::new("teacher x", t.clone(), (0..trial.steps).map(|s| x_t[s * nc + k] as f64).collect()).dashed(),
-                Series::new("spiking x~", t.clone(), (0..trial.steps).map(|s| x_hat[s * nc + k] as f64).collect()),
+                Series::new(
+                    "teacher x",
+                    t.clone(),
+                    (0..trial.steps).map(|s| x_t[s * nc + k] as f64).collect(),
+                )
+                .dashed(),
+                Series::new(
+                    "spiking x~",
+                    t.clone(),
+                    (0..trial.steps).map(|s| x_hat[s * nc + k] as f64).collect(),
+                ),
             ],
             log_y: false,
         });
     }
-    crate::report::plot::panels(&stage.join("plots/dynamics.png"), "Teacher dynamics x vs spiking reconstruction x~ (test trial 0)", &panels, 1000, 220)?;
+    crate::report::plot::panels(
+        &stage.join("plots/dynamics.png"),
+        "Teacher dynamics x vs spiking reconstruction x~ (test trial 0)",
+        &panels,
+        1000,
+        220,
+    )?;
     let spikes: Vec<(f64, u32)> = o
         .spikes
         .as_deref()
@@ -241,36 +315,84 @@ fn snn_plots(
         .iter()
         .map(|&(s, i)| (s as f64 * task.dt_ms() as f64, i))
         .collect();
-    crate::report::plot::raster(&stage.join("plots/raster.png"), "Spike raster (test trial 0)", &spikes, net.n as u32, trial.steps as f64)?;
+    crate::report::plot::raster(
+        &stage.join("plots/raster.png"),
+        "Spike raster (test trial 0)",
+        &spikes,
+        net.n as u32,
+        trial.steps as f64,
+    )?;
     let n_out = trial.outputs;
     let mut out_panels = Vec::new();
     for i in 0..3u64 {
         let tr = task.trial(Split::Test, i);
         let inputs = vec![tr.input.clone()];
-        let job = EnsembleJob { inputs: &inputs, trial_offset: i as u32, record: Record::default(), instances: 0..1, ..job };
-        let res = CpuEngine.simulate(&job).map_err(|e| Error::Other(e.to_string()))?;
+        let job = EnsembleJob {
+            inputs: &inputs,
+            trial_offset: i as u32,
+            record: Record::default(),
+            instances: 0..1,
+            ..job
+        };
+        let res = CpuEngine
+            .simulate(&job)
+            .map_err(|e| Error::Other(e.to_string()))?;
         let (yt, _) = teacher.forward(&tr.input, tr.steps);
         let y = &res.trials[0][0].y;
-        let verdict = if task.correct(&tr, y) { "correct" } else { "wrong" };
+        let verdict = if task.correct(&tr, y) {
+            "correct"
+        } else {
+            "wrong"
+        };
         out_panels.push(Panel {
             title: format!("test trial {i}, label {} ({verdict})", tr.label),
             x_label: "time (ms)".into(),
             y_label: String::new(),
             series: vec![
-                Series::new("target", t.clone(), (0..tr.steps).map(|s| tr.target[s * n_out] as f64).collect()).dashed(),
-                Series::new("teacher", t.clone(), (0..tr.steps).map(|s| yt[s * n_out] as f64).collect()),
-                Series::new("spiking network", t.clone(), (0..tr.steps).map(|s| y[s * n_out] as f64).collect()),
+                Series::new(
+                    "target",
+                    t.clone(),
+                    (0..tr.steps).map(|s| tr.target[s * n_out] as f64).collect(),
+                )
+                .dashed(),
+                Series::new(
+                    "teacher",
+                    t.clone(),
+                    (0..tr.steps).map(|s| yt[s * n_out] as f64).collect(),
+                ),
+                Series::new(
+                    "spiking network",
+                    t.clone(),
+                    (0..tr.steps).map(|s| y[s * n_out] as f64).collect(),
+                ),
             ],
             log_y: false,
         });
     }
     let _ = y_t;
-    crate::report::plot::panels(&stage.join("plots/output.png"), "Task output: spiking network vs teacher vs target", &out_panels, 1000, 240)?;
+    crate::report::plot::panels(
+        &stage.join("plots/output.png"),
+        "Task output: spiking network vs teacher vs target",
+        &out_panels,
+        1000,
+        240,
+    )?;
     let mut series = Vec::new();
     for n in nets {
         let e: Vec<f64> = n.history.iter().map(|h| h.epoch as f64).collect();
-        series.push(Series::new(format!("val R (seed {})", n.network_seed), e.clone(), n.history.iter().map(|h| h.val_r).collect()));
-        series.push(Series::new(format!("train R (seed {})", n.network_seed), e, n.history.iter().map(|h| h.train_r).collect()).dashed());
+        series.push(Series::new(
+            format!("val R (seed {})", n.network_seed),
+            e.clone(),
+            n.history.iter().map(|h| h.val_r).collect(),
+        ));
+        series.push(
+            Series::new(
+                format!("train R (seed {})", n.network_seed),
+                e,
+                n.history.iter().map(|h| h.train_r).collect(),
+            )
+            .dashed(),
+        );
     }
     let panel = Panel {
         title: "Reconstruction error R over training".into(),
@@ -279,6 +401,12 @@ fn snn_plots(
         series,
         log_y: true,
     };
-    crate::report::plot::panels(&stage.join("plots/training.png"), "Network ADS training", &[panel], 900, 360)?;
+    crate::report::plot::panels(
+        &stage.join("plots/training.png"),
+        "Network ADS training",
+        &[panel],
+        900,
+        360,
+    )?;
     Ok(())
 }

@@ -26,25 +26,56 @@ fn config_errors_name_file_key_and_reason_and_write_nothing() {
     let out = dir.path().join("run");
     let out_s = out.display().to_string();
     let cases = [
-        ("neg.toml", "[teacher]\ntau_min_ms = -5.0\n", "teacher.tau_min_ms must be > 0, got -5"),
-        ("unknown.toml", "[teacher]\nhiden = 3\n", "unknown field `hiden`"),
-        ("kind.toml", "[task]\nkind = \"mnist\"\n", "unknown variant `mnist`"),
+        (
+            "neg.toml",
+            "[teacher]\ntau_min_ms = -5.0\n",
+            "teacher.tau_min_ms must be > 0, got -5",
+        ),
+        (
+            "unknown.toml",
+            "[teacher]\nhiden = 3\n",
+            "unknown field `hiden`",
+        ),
+        (
+            "kind.toml",
+            "[task]\nkind = \"mnist\"\n",
+            "unknown variant `mnist`",
+        ),
         ("syntax.toml", "[teacher\nhidden = 3\n", "line 1"),
         ("type.toml", "seed = \"one\"\n", "line 1"),
         ("snn.toml", "[snn]\ntau_mem_ms = -1.0\n", "snn.tau_mem_ms"),
-        ("xor.toml", "[task.xor]\nmin_pulse_ms = 200.0\n", "task.xor."),
+        (
+            "xor.toml",
+            "[task.xor]\nmin_pulse_ms = 200.0\n",
+            "task.xor.",
+        ),
     ];
     for (name, text, want) in cases {
         let cfg = write(dir.path(), name, text);
         for cmd in ["teacher", "task", "run"] {
             let err = run_fail(&[cmd, "--config", &cfg, "--out", &out_s, "--backend", "cpu"]);
-            assert!(err.contains(name), "{cmd} {name}: error does not name the file: {err}");
-            assert!(err.contains(want), "{cmd} {name}: expected `{want}` in: {err}");
+            assert!(
+                err.contains(name),
+                "{cmd} {name}: error does not name the file: {err}"
+            );
+            assert!(
+                err.contains(want),
+                "{cmd} {name}: expected `{want}` in: {err}"
+            );
             assert!(!out.exists(), "{cmd} {name}: output folder was created");
         }
     }
-    let err = run_fail(&["teacher", "--config", "/nonexistent/x.toml", "--out", &out_s]);
-    assert!(err.contains("/nonexistent/x.toml") && err.contains("cannot read"), "{err}");
+    let err = run_fail(&[
+        "teacher",
+        "--config",
+        "/nonexistent/x.toml",
+        "--out",
+        &out_s,
+    ]);
+    assert!(
+        err.contains("/nonexistent/x.toml") && err.contains("cannot read"),
+        "{err}"
+    );
     let err = run_fail(&["teacher", "--set", "teacher.nope=3", "--out", &out_s]);
     assert!(err.contains("teacher.nope"), "{err}");
     let err = run_fail(&["teacher", "--set", "teacher.epochs=-3", "--out", &out_s]);
@@ -61,31 +92,70 @@ fn task_and_teacher_stages_write_their_outputs() {
         .args(["task", "--config", "configs/ecg.toml", "--out", &out_s])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let png = std::fs::read(out.join("task/trials.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
     let ok = bin()
         .args([
-            "teacher", "--config", "configs/xor.toml", "--out", &out_s, "--backend", "cpu",
-            "--set", "teacher.hidden=8", "--set", "teacher.epochs=1", "--set",
-            "teacher.batches_per_epoch=1", "--set", "teacher.batch_size=2", "--set",
-            "teacher.val_trials=4", "--set", "teacher.test_trials=4",
+            "teacher",
+            "--config",
+            "configs/xor.toml",
+            "--out",
+            &out_s,
+            "--backend",
+            "cpu",
+            "--set",
+            "teacher.hidden=8",
+            "--set",
+            "teacher.epochs=1",
+            "--set",
+            "teacher.batches_per_epoch=1",
+            "--set",
+            "teacher.batch_size=2",
+            "--set",
+            "teacher.val_trials=4",
+            "--set",
+            "teacher.test_trials=4",
         ])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("teacher/metrics.json")).unwrap()).unwrap();
-    for key in ["test_accuracy", "test_mse", "val_accuracy", "epochs", "train_seconds", "seed"] {
+        serde_json::from_str(&std::fs::read_to_string(out.join("teacher/metrics.json")).unwrap())
+            .unwrap();
+    for key in [
+        "test_accuracy",
+        "test_mse",
+        "val_accuracy",
+        "epochs",
+        "train_seconds",
+        "seed",
+    ] {
         assert!(m.get(key).is_some(), "metrics.json lacks {key}");
     }
     assert_eq!(m["epochs"], 1);
-    for f in ["weights.safetensors", "history.csv", "plots/learning_curves.png", "plots/test_trials.png"] {
+    for f in [
+        "weights.safetensors",
+        "history.csv",
+        "plots/learning_curves.png",
+        "plots/test_trials.png",
+    ] {
         assert!(out.join("teacher").join(f).is_file(), "missing teacher/{f}");
     }
     let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(cfg.contains("hidden = 8"), "resolved config not written: {cfg}");
+    assert!(
+        cfg.contains("hidden = 8"),
+        "resolved config not written: {cfg}"
+    );
     // No staging folders left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()

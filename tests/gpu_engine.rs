@@ -161,7 +161,10 @@ fn compare_with_cpu(mode: MismatchMode) {
         });
         assert!(cc > 100, "instance {k}: the network should spike ({cc})");
         let rel = (gc as f64 - cc as f64).abs() / cc as f64;
-        assert!(rel <= 0.02, "{mode:?} instance {k}: spikes gpu {gc} cpu {cc}");
+        assert!(
+            rel <= 0.02,
+            "{mode:?} instance {k}: spikes gpu {gc} cpu {cc}"
+        );
         for (j, (g, c)) in gi.iter().zip(ci).enumerate() {
             let div = first_divergence(g, c, steps);
             if div == steps {
@@ -194,6 +197,12 @@ fn compare_with_cpu(mode: MismatchMode) {
         }
     }
     eprintln!("{mode:?}: {exact} of 12 trials spike-identical for all {steps} steps");
+    // on adapters that do not contract a * b + c into FMA (lavapipe does not) the whole output
+    // is bit-identical; it is reported, not required
+    eprintln!(
+        "{mode:?}: outputs bit-identical to the CPU: {}",
+        gpu.trials == cpu.trials
+    );
     if exact == 12 {
         assert_eq!(gpu.synaptic_events, cpu.synaptic_events);
     } else {
@@ -261,7 +270,11 @@ fn chunked_ensemble_equals_instances_one_by_one() {
     let mut events = 0;
     for k in 1..6u32 {
         let one = run(&e, &net, &pert, 4, k..k + 1, &inputs, 3, 200, rec);
-        assert_eq!(one.trials[0], whole.trials[(k - 1) as usize], "instance {k}");
+        assert_eq!(
+            one.trials[0],
+            whole.trials[(k - 1) as usize],
+            "instance {k}"
+        );
         events += one.synaptic_events;
     }
     assert_eq!(events, whole.synaptic_events);
@@ -341,7 +354,17 @@ fn bench_gpu_throughput() {
         let warm = vec![inputs[0][..100 * 16].to_vec()];
         run(&e, &net, &pert, 1, 0..4, &warm, 0, 100, Record::default()); // warm-up
         let t0 = std::time::Instant::now();
-        let out = run(&e, &net, &pert, 1, 0..n_inst, &inputs, 0, steps, Record::default());
+        let out = run(
+            &e,
+            &net,
+            &pert,
+            1,
+            0..n_inst,
+            &inputs,
+            0,
+            steps,
+            Record::default(),
+        );
         let secs = t0.elapsed().as_secs_f64();
         let spikes: u64 = out
             .trials

@@ -11,8 +11,14 @@ use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
 #[test]
 fn k_schedule_steps_down_in_equal_plateaus_with_a_floor() {
     // Audio reference: k0 = 200, 8 plateaus of 25, floor 25, over 800 trials.
-    let ks: Vec<f32> = (0..800).step_by(100).map(|d| k_schedule(200.0, 8, 25.0, d, 800)).collect();
-    assert_eq!(ks, vec![200.0, 175.0, 150.0, 125.0, 100.0, 75.0, 50.0, 25.0]);
+    let ks: Vec<f32> = (0..800)
+        .step_by(100)
+        .map(|d| k_schedule(200.0, 8, 25.0, d, 800))
+        .collect();
+    assert_eq!(
+        ks,
+        vec![200.0, 175.0, 150.0, 125.0, 100.0, 75.0, 50.0, 25.0]
+    );
     assert_eq!(k_schedule(200.0, 8, 25.0, 799, 800), 25.0);
     assert_eq!(k_schedule(200.0, 8, 60.0, 799, 800), 60.0);
     assert_eq!(k_schedule(75.0, 1, 25.0, 799, 800), 75.0);
@@ -23,11 +29,25 @@ fn small_setup() -> (TeacherWeights, XorTask, SnnParams, TrainingConfig) {
         16,
         1,
         1,
-        &TeacherInit { input_scale: 10.0, spectral_radius: 0.95, tau_init_min_ms: 15.0, tau_init_max_ms: 100.0 },
+        &TeacherInit {
+            input_scale: 10.0,
+            spectral_radius: 0.95,
+            tau_init_min_ms: 15.0,
+            tau_init_max_ms: 100.0,
+        },
         3,
     );
-    let task = XorTask::new(XorParams { duration_ms: 1000, ..XorParams::default() }, 5);
-    let params = SnnParams { n: 48, ..SnnParams::default() };
+    let task = XorTask::new(
+        XorParams {
+            duration_ms: 1000,
+            ..XorParams::default()
+        },
+        5,
+    );
+    let params = SnnParams {
+        n: 48,
+        ..SnnParams::default()
+    };
     let cfg = TrainingConfig {
         epochs: 2,
         samples_per_epoch: 3,
@@ -44,7 +64,15 @@ fn small_setup() -> (TeacherWeights, XorTask, SnnParams, TrainingConfig) {
 fn resumed_training_equals_uninterrupted_training() {
     let (teacher, task, params, cfg) = small_setup();
     let make = |seed: u64| {
-        Network::init(params.clone(), teacher.w_in.clone(), teacher.w_out.clone(), 16, 1, 1, seed)
+        Network::init(
+            params.clone(),
+            teacher.w_in.clone(),
+            teacher.w_out.clone(),
+            16,
+            1,
+            1,
+            seed,
+        )
     };
     let straight = train_networks(
         &make,
@@ -52,20 +80,71 @@ fn resumed_training_equals_uninterrupted_training() {
         &task,
         &cfg,
         9,
-        &TrainOptions { checkpoint: None, resume: false, show_progress: false },
+        &TrainOptions {
+            checkpoint: None,
+            resume: false,
+            show_progress: false,
+            gpu: None,
+        },
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // "Interrupted" after one epoch: a run configured for 1 epoch leaves its checkpoint.
-    let one = TrainingConfig { epochs: 1, ..cfg.clone() };
-    train_networks(&make, &teacher, &task, &one, 9, &TrainOptions { checkpoint: Some(dir.path()), resume: false, show_progress: false })
-        .unwrap();
-    let resumed = train_networks(&make, &teacher, &task, &cfg, 9, &TrainOptions { checkpoint: Some(dir.path()), resume: true, show_progress: false })
-        .unwrap();
+    let one = TrainingConfig {
+        epochs: 1,
+        ..cfg.clone()
+    };
+    train_networks(
+        &make,
+        &teacher,
+        &task,
+        &one,
+        9,
+        &TrainOptions {
+            checkpoint: Some(dir.path()),
+            resume: false,
+            show_progress: false,
+            gpu: None,
+        },
+    )
+    .unwrap();
+    let resumed = train_networks(
+        &make,
+        &teacher,
+        &task,
+        &cfg,
+        9,
+        &TrainOptions {
+            checkpoint: Some(dir.path()),
+            resume: true,
+            show_progress: false,
+            gpu: None,
+        },
+    )
+    .unwrap();
     assert_eq!(resumed[0].history.len(), 2);
-    assert_eq!(straight[0].history, resumed[0].history);
+    // Everything but the wall time of each epoch must be identical.
+    let figures =
+        |h: &[robust_snn::learn::trainer::EpochStats]| -> Vec<(usize, f32, f64, f64, f64, f64)> {
+            h.iter()
+                .map(|e| {
+                    (
+                        e.epoch,
+                        e.k,
+                        e.train_r,
+                        e.val_r,
+                        e.val_accuracy,
+                        e.mean_rate_hz,
+                    )
+                })
+                .collect()
+        };
+    assert_eq!(figures(&straight[0].history), figures(&resumed[0].history));
     assert_eq!(straight[0].net.w_slow, resumed[0].net.w_slow);
-    assert!(straight[0].net.w_slow.iter().any(|&w| w != 0.0), "training changed nothing");
+    assert!(
+        straight[0].net.w_slow.iter().any(|&w| w != 0.0),
+        "training changed nothing"
+    );
 }
 
 fn bin() -> Command {
@@ -78,42 +157,89 @@ fn train_rejects_missing_teacher_and_config_incompatible_and_corrupt_teachers() 
     let run = dir.path().join("run");
     let run_s = run.display().to_string();
     // No teacher and no config.
-    let out = bin().args(["train", "--out", &run_s, "--backend", "cpu"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no teacher") && err.contains("--config"), "{err}");
-    assert!(!run.exists());
-
-    // A saved teacher of the wrong size.
-    let w = TeacherWeights::init(8, 1, 1, &TeacherInit { input_scale: 10.0, spectral_radius: 0.95, tau_init_min_ms: 15.0, tau_init_max_ms: 100.0 }, 1);
-    std::fs::create_dir_all(run.join("teacher")).unwrap();
-    let wpath = run.join("teacher/weights.safetensors");
-    w.save(&wpath).unwrap();
     let out = bin()
-        .args(["train", "--config", "configs/xor.toml", "--out", &run_s, "--backend", "cpu"])
+        .args(["train", "--out", &run_s, "--backend", "cpu"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("teacher.hidden") && err.contains("has 8") && err.contains("needs 64"), "{err}");
+    assert!(
+        err.contains("no teacher") && err.contains("--config"),
+        "{err}"
+    );
+    assert!(!run.exists());
+
+    // A saved teacher of the wrong size.
+    let w = TeacherWeights::init(
+        8,
+        1,
+        1,
+        &TeacherInit {
+            input_scale: 10.0,
+            spectral_radius: 0.95,
+            tau_init_min_ms: 15.0,
+            tau_init_max_ms: 100.0,
+        },
+        1,
+    );
+    std::fs::create_dir_all(run.join("teacher")).unwrap();
+    let wpath = run.join("teacher/weights.safetensors");
+    w.save(&wpath).unwrap();
+    let out = bin()
+        .args([
+            "train",
+            "--config",
+            "configs/xor.toml",
+            "--out",
+            &run_s,
+            "--backend",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("teacher.hidden") && err.contains("has 8") && err.contains("needs 64"),
+        "{err}"
+    );
     assert!(!run.join("snn").exists());
 
     // A corrupt weights file.
     std::fs::write(&wpath, b"garbage").unwrap();
     let out = bin()
-        .args(["train", "--config", "configs/xor.toml", "--out", &run_s, "--backend", "cpu"])
+        .args([
+            "train",
+            "--config",
+            "configs/xor.toml",
+            "--out",
+            &run_s,
+            "--backend",
+            "cpu",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("weights.safetensors") && err.contains("not a safetensors"), "{err}");
+    assert!(
+        err.contains("weights.safetensors") && err.contains("not a safetensors"),
+        "{err}"
+    );
     assert!(!run.join("snn").exists());
 
     // Negative sigma-like values in the SNN config are rejected before anything runs.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[snn]\ntau_slow_ms = -70.0\n").unwrap();
     let out = bin()
-        .args(["train", "--config", bad.to_str().unwrap(), "--out", &run_s, "--backend", "cpu"])
+        .args([
+            "train",
+            "--config",
+            bad.to_str().unwrap(),
+            "--out",
+            &run_s,
+            "--backend",
+            "cpu",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -128,26 +254,74 @@ fn train_stage_writes_network_metrics_and_plots() {
     let run_s = run.display().to_string();
     let out = bin()
         .args([
-            "run", "--config", "configs/xor.toml", "--out", &run_s, "--backend", "cpu",
-            "--set", "teacher.hidden=16", "--set", "teacher.epochs=1", "--set", "teacher.batches_per_epoch=2",
-            "--set", "teacher.batch_size=4", "--set", "teacher.val_trials=4", "--set", "teacher.test_trials=4",
-            "--set", "snn.n=40", "--set", "training.epochs=1", "--set", "training.samples_per_epoch=2",
-            "--set", "training.val_trials=2", "--set", "training.test_trials=3", "--networks", "2",
+            "run",
+            "--config",
+            "configs/xor.toml",
+            "--out",
+            &run_s,
+            "--backend",
+            "cpu",
+            "--set",
+            "teacher.hidden=16",
+            "--set",
+            "teacher.epochs=1",
+            "--set",
+            "teacher.batches_per_epoch=2",
+            "--set",
+            "teacher.batch_size=4",
+            "--set",
+            "teacher.val_trials=4",
+            "--set",
+            "teacher.test_trials=4",
+            "--set",
+            "snn.n=40",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "training.samples_per_epoch=2",
+            "--set",
+            "training.val_trials=2",
+            "--set",
+            "training.test_trials=3",
+            "--networks",
+            "2",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("snn/metrics.json")).unwrap()).unwrap();
-    for key in ["test_accuracy", "teacher_test_accuracy", "reconstruction_error", "mean_rate_hz", "train_seconds", "epochs"] {
+        serde_json::from_str(&std::fs::read_to_string(run.join("snn/metrics.json")).unwrap())
+            .unwrap();
+    for key in [
+        "test_accuracy",
+        "teacher_test_accuracy",
+        "reconstruction_error",
+        "mean_rate_hz",
+        "train_seconds",
+        "epochs",
+    ] {
         assert!(m.get(key).is_some(), "metrics.json lacks {key}");
     }
     assert_eq!(m["networks_trained"], 2);
     assert_eq!(m["n"], 40);
-    for f in ["network.safetensors", "history.csv", "plots/dynamics.png", "plots/raster.png", "plots/output.png", "plots/training.png"] {
+    for f in [
+        "network.safetensors",
+        "history.csv",
+        "plots/dynamics.png",
+        "plots/raster.png",
+        "plots/output.png",
+        "plots/training.png",
+    ] {
         assert!(run.join("snn").join(f).is_file(), "missing snn/{f}");
     }
     let net = Network::load(&run.join("snn/network.safetensors")).unwrap();
     assert_eq!((net.n, net.nc), (40, 16));
-    assert!(!run.join(".snn-checkpoint").exists(), "checkpoint left behind");
+    assert!(
+        !run.join(".snn-checkpoint").exists(),
+        "checkpoint left behind"
+    );
 }

@@ -2,6 +2,7 @@
 //! of the GPU shader); the neuron step itself is [`cpu::step`], shared with the trainer.
 
 pub mod cpu;
+pub mod gpu;
 
 use std::ops::Range;
 

@@ -2,16 +2,18 @@
 //! schedule, validation reconstruction error after every epoch with the best weights kept,
 //! checkpoints and resume, and several networks trained at once.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::rule::{reconstruction_error, train_trial};
+use super::rule::{TrainTrialStats, reconstruction_error, train_trial};
 use crate::chip::Perturbation;
 use crate::config::TrainingConfig;
+use crate::engine::gpu::GpuTrainer;
+use crate::engine::gpu::context::GpuContext;
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record};
 use crate::snn::Network;
 use crate::tasks::{Split, Task};
@@ -32,7 +34,7 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
-/// Resumable state of one network's training.
+/// Training record of one network.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CheckpointState {
     network_seed: u64,
@@ -94,7 +96,10 @@ pub fn evaluate(
     let none = Perturbation::default();
     for start in (0..n).step_by(chunk) {
         let end = (start + chunk).min(n);
-        let trials: Vec<_> = (start..end).into_par_iter().map(|i| task.trial(split, i as u64)).collect();
+        let trials: Vec<_> = (start..end)
+            .into_par_iter()
+            .map(|i| task.trial(split, i as u64))
+            .collect();
         let inputs: Vec<Vec<f32>> = trials.iter().map(|t| t.input.clone()).collect();
         let job = EnsembleJob {
             net,
@@ -104,7 +109,11 @@ pub fn evaluate(
             inputs: &inputs,
             trial_offset: start as u32,
             steps,
-            record: Record { x: true, spikes: false, v: false },
+            record: Record {
+                x: true,
+                spikes: false,
+                v: false,
+            },
         };
         let out = CpuEngine.simulate(&job)?;
         let per: Vec<(bool, bool, f64, f64)> = trials
@@ -114,8 +123,12 @@ pub fn evaluate(
                 let (y_t, x_t) = teacher.forward(&trial.input, steps);
                 let x_hat = o.x.as_deref().unwrap_or(&[]);
                 let r = reconstruction_error(&x_t, x_hat, teacher.nc) as f64;
-                let mse = o.y.iter().zip(&trial.target).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
-                    / o.y.len().max(1) as f64;
+                let mse =
+                    o.y.iter()
+                        .zip(&trial.target)
+                        .map(|(a, b)| ((a - b) as f64).powi(2))
+                        .sum::<f64>()
+                        / o.y.len().max(1) as f64;
                 (task.correct(trial, &o.y), task.correct(trial, &y_t), r, mse)
             })
             .collect();
@@ -125,7 +138,10 @@ pub fn evaluate(
             r_sum += r;
             mse_sum += m;
         }
-        spikes += out.trials[0].iter().map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>()).sum::<u64>();
+        spikes += out.trials[0]
+            .iter()
+            .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+            .sum::<u64>();
     }
     let nf = n.max(1) as f64;
     let secs = steps as f64 * net.params.dt_s() as f64;
@@ -139,11 +155,6 @@ pub fn evaluate(
     })
 }
 
-/// Where a network's checkpoint lives.
-fn checkpoint_dir(root: &Path, index: usize) -> PathBuf {
-    root.join(format!("net{index}"))
-}
-
 /// Options that are not part of the experiment config.
 pub struct TrainOptions<'a> {
     /// Folder for per-epoch checkpoints (None: no checkpoints).
@@ -151,10 +162,62 @@ pub struct TrainOptions<'a> {
     /// Continue from the checkpoint instead of starting over.
     pub resume: bool,
     pub show_progress: bool,
+    /// Run the learning rule on this GPU device instead of the CPU.
+    pub gpu: Option<Arc<GpuContext>>,
 }
 
-/// Train `cfg.networks` networks (seeds `seed`, `seed + 1`, ...) in parallel and return all of
-/// them, best (lowest validation R) first.
+/// Where the rule runs. Both compute the same function (tests/gpu_learn.rs).
+enum Rule {
+    Cpu,
+    Gpu(Box<GpuTrainer>),
+}
+
+impl Rule {
+    /// One trial per network, all networks in lockstep.
+    fn train(
+        &mut self,
+        nets: &mut [Network],
+        trials: &[(Vec<f32>, Vec<f32>)],
+        k: f32,
+        eta: f32,
+        seeds: &[u64],
+        index: u32,
+    ) -> Result<Vec<TrainTrialStats>, EngineError> {
+        match self {
+            Rule::Cpu => nets
+                .par_iter_mut()
+                .zip(trials)
+                .zip(seeds)
+                .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
+                .collect(),
+            Rule::Gpu(tr) => {
+                let inputs: Vec<&[f32]> = trials.iter().map(|t| t.0.as_slice()).collect();
+                let targets: Vec<&[f32]> = trials.iter().map(|t| t.1.as_slice()).collect();
+                let idx = vec![index; nets.len()];
+                tr.train_trial(&inputs, &targets, k, eta, seeds, &idx)
+            }
+        }
+    }
+
+    /// Bring the networks' W_slow up to date on the host.
+    fn sync(&self, nets: &mut [Network]) -> Result<(), EngineError> {
+        match self {
+            Rule::Cpu => Ok(()),
+            Rule::Gpu(tr) => tr.download(nets),
+        }
+    }
+}
+
+/// Resumable state of a training run (all networks).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    seeds: Vec<u64>,
+    epochs_done: usize,
+    nets: Vec<CheckpointState>,
+}
+
+/// Train `cfg.networks` networks (seeds `seed`, `seed + 1`, ...) at once, each on its own stream
+/// of training trials, and return all of them, best (lowest validation R) first.
 pub fn train_networks(
     make_net: &(dyn Fn(u64) -> Result<Network, EngineError> + Sync),
     teacher: &TeacherWeights,
@@ -163,149 +226,198 @@ pub fn train_networks(
     seed: u64,
     opts: &TrainOptions,
 ) -> Result<Vec<TrainedNetwork>, crate::Error> {
-    let total = (cfg.networks * cfg.epochs * cfg.samples_per_epoch) as u64;
+    let other = |m: String| crate::Error::Other(m);
+    let io = |p: &Path, e: std::io::Error| crate::Error::io(p, e);
+    let seeds: Vec<u64> = (0..cfg.networks as u64).map(|i| seed + i).collect();
+    let mut nets: Vec<Network> = seeds
+        .iter()
+        .map(|&s| make_net(s))
+        .collect::<Result<_, _>>()?;
+    let mut best = nets.clone();
+    let mut run = RunState {
+        seeds: seeds.clone(),
+        epochs_done: 0,
+        nets: seeds
+            .iter()
+            .map(|&s| CheckpointState {
+                network_seed: s,
+                epochs_done: 0,
+                history: Vec::new(),
+                best_epoch: 0,
+                best_val_r: f64::INFINITY,
+                seconds: 0.0,
+            })
+            .collect(),
+    };
+    if let (Some(dir), true) = (opts.checkpoint, opts.resume) {
+        let sp = dir.join("state.json");
+        if sp.is_file() {
+            let text = std::fs::read_to_string(&sp).map_err(|e| io(&sp, e))?;
+            let loaded: RunState = serde_json::from_str(&text)
+                .map_err(|e| other(format!("{}: corrupt checkpoint: {e}", sp.display())))?;
+            if loaded.seeds != seeds {
+                return Err(other(format!(
+                    "{}: checkpoint trains network seeds {:?}, this run trains {:?}",
+                    sp.display(),
+                    loaded.seeds,
+                    seeds
+                )));
+            }
+            for (i, net) in nets.iter_mut().enumerate() {
+                let cur = Network::load(&dir.join(format!("net{i}_current.safetensors")))?;
+                if cur.n != net.n || cur.nc != net.nc || cur.params != net.params {
+                    return Err(other(format!(
+                        "{}: checkpoint network (N = {}, Nc = {}) does not match the config (N = {}, Nc = {})",
+                        dir.display(),
+                        cur.n,
+                        cur.nc,
+                        net.n,
+                        net.nc
+                    )));
+                }
+                *net = cur;
+                best[i] = Network::load(&dir.join(format!("net{i}_best.safetensors")))?;
+            }
+            run = loaded;
+        }
+    }
+    let mut rule = match &opts.gpu {
+        Some(ctx) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
+        None => Rule::Cpu,
+    };
+
+    let total = (cfg.epochs * cfg.samples_per_epoch) as u64;
     let pb = crate::report::progress_bar(total, "snn");
     if !opts.show_progress {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let progress = AtomicU64::new(0);
-    let mut nets: Vec<TrainedNetwork> = (0..cfg.networks)
-        .into_par_iter()
-        .map(|i| train_one(make_net, teacher, task, cfg, seed + i as u64, i, opts, &pb, &progress))
-        .collect::<Result<_, _>>()?;
-    pb.finish_and_clear();
-    nets.sort_by(|a, b| a.best_val_r.total_cmp(&b.best_val_r));
-    Ok(nets)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train_one(
-    make_net: &(dyn Fn(u64) -> Result<Network, EngineError> + Sync),
-    teacher: &TeacherWeights,
-    task: &dyn Task,
-    cfg: &TrainingConfig,
-    network_seed: u64,
-    index: usize,
-    opts: &TrainOptions,
-    pb: &indicatif::ProgressBar,
-    progress: &AtomicU64,
-) -> Result<TrainedNetwork, crate::Error> {
-    let io = |p: &Path, e: std::io::Error| crate::Error::io(p, e);
-    let mut net = make_net(network_seed)?;
-    let mut best = net.clone();
-    let mut state = CheckpointState {
-        network_seed,
-        epochs_done: 0,
-        history: Vec::new(),
-        best_epoch: 0,
-        best_val_r: f64::INFINITY,
-        seconds: 0.0,
-    };
-    let ck = opts.checkpoint.map(|root| checkpoint_dir(root, index));
-    if let (Some(dir), true) = (&ck, opts.resume) {
-        let sp = dir.join("state.json");
-        if sp.is_file() {
-            let text = std::fs::read_to_string(&sp).map_err(|e| io(&sp, e))?;
-            let loaded: CheckpointState = serde_json::from_str(&text)
-                .map_err(|e| crate::Error::Other(format!("{}: corrupt checkpoint: {e}", sp.display())))?;
-            if loaded.network_seed != network_seed {
-                return Err(crate::Error::Other(format!(
-                    "{}: checkpoint is for network seed {}, this run trains seed {network_seed}",
-                    sp.display(),
-                    loaded.network_seed
-                )));
-            }
-            let cur = Network::load(&dir.join("current.safetensors")).map_err(|e| crate::Error::Other(e.to_string()))?;
-            let b = Network::load(&dir.join("best.safetensors")).map_err(|e| crate::Error::Other(e.to_string()))?;
-            if cur.n != net.n || cur.nc != net.nc || cur.params != net.params {
-                return Err(crate::Error::Other(format!(
-                    "{}: checkpoint network (N = {}, Nc = {}) does not match the config (N = {}, Nc = {})",
-                    dir.display(),
-                    cur.n,
-                    cur.nc,
-                    net.n,
-                    net.nc
-                )));
-            }
-            net = cur;
-            best = b;
-            state = loaded;
-            progress.fetch_add((state.epochs_done * cfg.samples_per_epoch) as u64, Ordering::Relaxed);
-            pb.set_position(progress.load(Ordering::Relaxed));
-        }
-    }
-
+    pb.set_position((run.epochs_done * cfg.samples_per_epoch) as u64);
     let total_samples = cfg.epochs * cfg.samples_per_epoch;
-    // Distinct training streams per network: network i draws trials from its own index range.
-    let stream = index as u64 * 1_000_000_000;
-    for epoch in state.epochs_done + 1..=cfg.epochs {
+    let n_nets = nets.len();
+    for epoch in run.epochs_done + 1..=cfg.epochs {
         let t0 = Instant::now();
-        let (mut r_sum, mut rate_sum) = (0f64, 0f64);
+        let mut r_sum = vec![0f64; n_nets];
         let mut k = cfg.k;
         for s in 0..cfg.samples_per_epoch {
             let done = (epoch - 1) * cfg.samples_per_epoch + s;
             k = k_schedule(cfg.k, cfg.k_plateaus, cfg.k_min, done, total_samples);
-            let trial = task.trial(Split::Train, stream + done as u64);
-            let (_, x) = teacher.forward(&trial.input, trial.steps);
-            let st = train_trial(&mut net, &trial.input, &x, k, cfg.eta, network_seed, done as u32)?;
-            r_sum += st.recon_error as f64;
-            rate_sum += st.mean_rate_hz as f64;
-            let p = progress.fetch_add(1, Ordering::Relaxed) + 1;
-            pb.set_position(p);
+            // Network i draws its trials from its own index range, so networks see different data.
+            let trials: Vec<(Vec<f32>, Vec<f32>)> = (0..n_nets)
+                .into_par_iter()
+                .map(|i| {
+                    let trial = task.trial(Split::Train, i as u64 * 1_000_000_000 + done as u64);
+                    let (_, x) = teacher.forward(&trial.input, trial.steps);
+                    (trial.input, x)
+                })
+                .collect();
+            let stats = rule.train(&mut nets, &trials, k, cfg.eta, &seeds, done as u32)?;
+            for (acc, st) in r_sum.iter_mut().zip(&stats) {
+                *acc += st.recon_error as f64;
+            }
+            pb.inc(1);
             if s % 10 == 0 {
+                let st = &stats[0];
                 pb.set_message(format!(
-                    "net {index} epoch {epoch} R {:.3} rate {:.1} Hz k {k:.0}",
+                    "epoch {epoch} R {:.3} rate {:.1} Hz k {k:.0}",
                     st.recon_error, st.mean_rate_hz
                 ));
             }
         }
-        if net.w_slow.iter().any(|w| !w.is_finite()) {
-            return Err(crate::Error::Other(format!(
-                "network {index}: W_slow diverged in epoch {epoch}; lower training.eta"
-            )));
+        rule.sync(&mut nets)?;
+        let train_seconds = t0.elapsed().as_secs_f64();
+        for (i, net) in nets.iter().enumerate() {
+            if net.w_slow.iter().any(|w| !w.is_finite()) {
+                return Err(other(format!(
+                    "network {i}: W_slow diverged in epoch {epoch}; lower training.eta"
+                )));
+            }
         }
-        let val = evaluate(&net, teacher, task, Split::Validation, cfg.val_trials, network_seed)?;
-        let n_s = cfg.samples_per_epoch as f64;
-        let rec = EpochStats {
-            epoch,
-            k,
-            train_r: r_sum / n_s,
-            val_r: val.reconstruction_error,
-            val_accuracy: val.accuracy,
-            mean_rate_hz: val.mean_rate_hz,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        state.seconds += rec.seconds;
-        let line = format!(
-            "net {index} epoch {epoch}/{}: train R {:.3}, val R {:.3}, val acc {:.3}, rate {:.1} Hz, k {:.0} ({:.0} s)",
-            cfg.epochs, rec.train_r, rec.val_r, rec.val_accuracy, rec.mean_rate_hz, k, rec.seconds
-        );
-        if opts.show_progress {
-            pb.println(line);
-        } else {
-            eprintln!("{line}");
+        let vals: Vec<EvalFigures> = nets
+            .iter()
+            .zip(&seeds)
+            .map(|(net, &s)| evaluate(net, teacher, task, Split::Validation, cfg.val_trials, s))
+            .collect::<Result<_, _>>()?;
+        let seconds = t0.elapsed().as_secs_f64();
+        for (i, val) in vals.iter().enumerate() {
+            let state = &mut run.nets[i];
+            let rec = EpochStats {
+                epoch,
+                k,
+                train_r: r_sum[i] / cfg.samples_per_epoch as f64,
+                val_r: val.reconstruction_error,
+                val_accuracy: val.accuracy,
+                mean_rate_hz: val.mean_rate_hz,
+                seconds,
+            };
+            state.seconds += seconds;
+            let line = format!(
+                "net {i} epoch {epoch}/{}: train R {:.3}, val R {:.3}, val acc {:.3}, rate {:.1} Hz, k {:.0} ({:.0} s, {:.0} s training)",
+                cfg.epochs,
+                rec.train_r,
+                rec.val_r,
+                rec.val_accuracy,
+                rec.mean_rate_hz,
+                k,
+                seconds,
+                train_seconds
+            );
+            if opts.show_progress {
+                pb.println(line);
+            } else {
+                eprintln!("{line}");
+            }
+            if rec.val_r < state.best_val_r {
+                state.best_val_r = rec.val_r;
+                state.best_epoch = epoch;
+                best[i] = nets[i].clone();
+            }
+            state.history.push(rec);
+            state.epochs_done = epoch;
         }
-        let _ = rate_sum;
-        if rec.val_r < state.best_val_r {
-            state.best_val_r = rec.val_r;
-            state.best_epoch = epoch;
-            best = net.clone();
-        }
-        state.history.push(rec);
-        state.epochs_done = epoch;
-        if let Some(dir) = &ck {
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-            net.save(&dir.join("current.safetensors")).map_err(|e| crate::Error::Other(e.to_string()))?;
-            best.save(&dir.join("best.safetensors")).map_err(|e| crate::Error::Other(e.to_string()))?;
-            crate::report::write_json(&dir.join("state.json"), &state).map_err(|e| io(&dir.join("state.json"), e))?;
+        run.epochs_done = epoch;
+        if let Some(dir) = opts.checkpoint {
+            write_checkpoint(dir, &run, &nets, &best)?;
         }
     }
-    Ok(TrainedNetwork {
-        net: best,
-        network_seed,
-        history: state.history,
-        best_epoch: state.best_epoch,
-        best_val_r: state.best_val_r,
-        train_seconds: state.seconds,
-    })
+    pb.finish_and_clear();
+    let mut out: Vec<TrainedNetwork> = best
+        .into_iter()
+        .zip(run.nets)
+        .map(|(net, st)| TrainedNetwork {
+            net,
+            network_seed: st.network_seed,
+            history: st.history,
+            best_epoch: st.best_epoch,
+            best_val_r: st.best_val_r,
+            train_seconds: st.seconds,
+        })
+        .collect();
+    out.sort_by(|a, b| a.best_val_r.total_cmp(&b.best_val_r));
+    Ok(out)
+}
+
+/// Write the checkpoint into a fresh folder and swap it in, so an interruption leaves either the
+/// previous checkpoint or the new one, never a mix.
+fn write_checkpoint(
+    dir: &Path,
+    run: &RunState,
+    nets: &[Network],
+    best: &[Network],
+) -> Result<(), crate::Error> {
+    let tmp = dir.with_extension("writing");
+    let io = |p: &Path, e: std::io::Error| crate::Error::io(p, e);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    for (i, (n, b)) in nets.iter().zip(best).enumerate() {
+        n.save(&tmp.join(format!("net{i}_current.safetensors")))?;
+        b.save(&tmp.join(format!("net{i}_best.safetensors")))?;
+    }
+    crate::report::write_json(&tmp.join("state.json"), run)
+        .map_err(|e| io(&tmp.join("state.json"), e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
 }

@@ -46,12 +46,24 @@ pub fn burn_device(resolved: &Resolved) -> burn::tensor::Device {
 }
 
 /// Train the teacher and write `DIR/teacher/` (weights, metrics.json, history.csv, plots/).
-pub fn run_stage(cfg: &Config, run: &RunDir, backend: &Resolved, show_progress: bool) -> Result<TeacherMetrics, Error> {
+pub fn run_stage(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    show_progress: bool,
+) -> Result<TeacherMetrics, Error> {
     let task = cfg.task();
     let device = burn_device(backend);
-    let outcome = train::train(&cfg.teacher, task.as_ref(), cfg.seed, &device, show_progress)?;
+    let outcome = train::train(
+        &cfg.teacher,
+        task.as_ref(),
+        cfg.seed,
+        &device,
+        show_progress,
+    )?;
     let w = &outcome.weights;
-    let (test_accuracy, test_mse) = train::evaluate(w, task.as_ref(), Split::Test, cfg.teacher.test_trials);
+    let (test_accuracy, test_mse) =
+        train::evaluate(w, task.as_ref(), Split::Test, cfg.teacher.test_trials);
     let val_accuracy = outcome
         .history
         .get(outcome.best_epoch.saturating_sub(1))
@@ -75,7 +87,8 @@ pub fn run_stage(cfg: &Config, run: &RunDir, backend: &Resolved, show_progress: 
 
     let stage = StagedDir::new(&run.teacher()).map_err(|e| Error::io(&run.teacher(), e))?;
     w.save(&stage.join(WEIGHTS_FILE))?;
-    write_json(&stage.join("metrics.json"), &metrics).map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
+    write_json(&stage.join("metrics.json"), &metrics)
+        .map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
     let mut csv = String::from("epoch,train_loss,val_mse,val_accuracy,seconds\n");
     for r in &outcome.history {
         csv.push_str(&format!(
@@ -121,8 +134,16 @@ fn plot_history(path: &Path, history: &[train::EpochRecord]) -> Result<(), Error
             x_label: "epoch".into(),
             y_label: "MSE".into(),
             series: vec![
-                Series::new("train loss", x.clone(), history.iter().map(|r| r.train_loss).collect()),
-                Series::new("validation MSE", x.clone(), history.iter().map(|r| r.val_mse).collect()),
+                Series::new(
+                    "train loss",
+                    x.clone(),
+                    history.iter().map(|r| r.train_loss).collect(),
+                ),
+                Series::new(
+                    "validation MSE",
+                    x.clone(),
+                    history.iter().map(|r| r.val_mse).collect(),
+                ),
             ],
             log_y: true,
         },
@@ -130,7 +151,11 @@ fn plot_history(path: &Path, history: &[train::EpochRecord]) -> Result<(), Error
             title: "Validation accuracy".into(),
             x_label: "epoch".into(),
             y_label: "accuracy".into(),
-            series: vec![Series::new("validation", x, history.iter().map(|r| r.val_accuracy).collect())],
+            series: vec![Series::new(
+                "validation",
+                x,
+                history.iter().map(|r| r.val_accuracy).collect(),
+            )],
             log_y: false,
         },
     ];
@@ -144,13 +169,17 @@ fn plot_trials(path: &Path, w: &TeacherWeights, task: &dyn Task, n: usize) -> Re
     for i in 0..n as u64 {
         let trial = task.trial(Split::Test, i);
         let (y, _) = w.forward(&trial.input, trial.steps);
-        let t: Vec<f64> = (0..trial.steps).map(|s| s as f64 * task.dt_ms() as f64).collect();
+        let t: Vec<f64> = (0..trial.steps)
+            .map(|s| s as f64 * task.dt_ms() as f64)
+            .collect();
         let mut series = Vec::new();
         for c in 0..trial.channels {
             series.push(Series::new(
-                &format!("input {c}"),
+                format!("input {c}"),
                 t.clone(),
-                (0..trial.steps).map(|s| trial.input[s * trial.channels + c] as f64).collect(),
+                (0..trial.steps)
+                    .map(|s| trial.input[s * trial.channels + c] as f64)
+                    .collect(),
             ));
         }
         for o in 0..trial.outputs {
@@ -158,17 +187,25 @@ fn plot_trials(path: &Path, w: &TeacherWeights, task: &dyn Task, n: usize) -> Re
                 Series::new(
                     "target",
                     t.clone(),
-                    (0..trial.steps).map(|s| trial.target[s * trial.outputs + o] as f64).collect(),
+                    (0..trial.steps)
+                        .map(|s| trial.target[s * trial.outputs + o] as f64)
+                        .collect(),
                 )
                 .dashed(),
             );
             series.push(Series::new(
                 "teacher output",
                 t.clone(),
-                (0..trial.steps).map(|s| y[s * trial.outputs + o] as f64).collect(),
+                (0..trial.steps)
+                    .map(|s| y[s * trial.outputs + o] as f64)
+                    .collect(),
             ));
         }
-        let verdict = if task.correct(&trial, &y) { "correct" } else { "wrong" };
+        let verdict = if task.correct(&trial, &y) {
+            "correct"
+        } else {
+            "wrong"
+        };
         panels.push(Panel {
             title: format!("test trial {i}: label {} ({verdict})", trial.label),
             x_label: "time (ms)".into(),

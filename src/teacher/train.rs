@@ -55,8 +55,17 @@ pub fn evaluate(w: &TeacherWeights, task: &dyn Task, split: Split, n: usize) -> 
 }
 
 /// A batch of trials as per-step inputs ([B, C] each) and the target [B, T, n_out].
-pub fn batch(task: &dyn Task, split: Split, first: u64, size: usize, device: &Device) -> (Vec<Tensor<2>>, Tensor<3>) {
-    let trials: Vec<_> = (0..size as u64).into_par_iter().map(|i| task.trial(split, first + i)).collect();
+pub fn batch(
+    task: &dyn Task,
+    split: Split,
+    first: u64,
+    size: usize,
+    device: &Device,
+) -> (Vec<Tensor<2>>, Tensor<3>) {
+    let trials: Vec<_> = (0..size as u64)
+        .into_par_iter()
+        .map(|i| task.trial(split, first + i))
+        .collect();
     let (t, c, o) = (task.steps(), task.channels(), task.outputs());
     let inputs = (0..t)
         .map(|s| {
@@ -71,16 +80,40 @@ pub fn batch(task: &dyn Task, split: Split, first: u64, size: usize, device: &De
     for tr in &trials {
         target.extend_from_slice(&tr.target);
     }
-    (inputs, Tensor::from_data(TensorData::new(target, [size, t, o]), device))
+    (
+        inputs,
+        Tensor::from_data(TensorData::new(target, [size, t, o]), device),
+    )
 }
 
 /// The training objective: output MSE plus small L2 penalties on W_rec, b and W_out.
-pub fn loss(model: &RateRnn, inputs: &[Tensor<2>], target: Tensor<3>, shape: &RnnShape, cfg: &TeacherConfig) -> Tensor<1> {
+pub fn loss(
+    model: &RateRnn,
+    inputs: &[Tensor<2>],
+    target: Tensor<3>,
+    shape: &RnnShape,
+    cfg: &TeacherConfig,
+) -> Tensor<1> {
     let (y, _) = model.forward_steps(inputs, shape, false);
     let mse = (y - target).powi_scalar(2).mean();
-    mse + model.w_rec.val().powi_scalar(2).mean().mul_scalar(cfg.l2_rec)
-        + model.bias.val().powi_scalar(2).mean().mul_scalar(cfg.l2_bias)
-        + model.w_out.val().powi_scalar(2).mean().mul_scalar(cfg.l2_out)
+    mse + model
+        .w_rec
+        .val()
+        .powi_scalar(2)
+        .mean()
+        .mul_scalar(cfg.l2_rec)
+        + model
+            .bias
+            .val()
+            .powi_scalar(2)
+            .mean()
+            .mul_scalar(cfg.l2_bias)
+        + model
+            .w_out
+            .val()
+            .powi_scalar(2)
+            .mean()
+            .mul_scalar(cfg.l2_out)
 }
 
 /// Train a teacher for `task` on `device` (a plain burn device; autodiff is added here).
@@ -105,7 +138,13 @@ pub fn train(
         dt_ms: task.dt_ms(),
         tau_min_ms: cfg.tau_min_ms,
     };
-    let mut initial = TeacherWeights::init(cfg.hidden, shape.n_in, shape.n_out, &init, seed ^ 0x7EAC_4E55);
+    let mut initial = TeacherWeights::init(
+        cfg.hidden,
+        shape.n_in,
+        shape.n_out,
+        &init,
+        seed ^ 0x7EAC_4E55,
+    );
     initial.dt_ms = shape.dt_ms;
     let ad = device.clone().autodiff();
     let mut model = RateRnn::from_weights(&initial, &ad);
@@ -163,7 +202,9 @@ pub fn train(
         history.push(rec);
         let better = match &best {
             None => true,
-            Some((acc, mse, _, _)) => val_accuracy > *acc || (val_accuracy == *acc && val_mse < *mse),
+            Some((acc, mse, _, _)) => {
+                val_accuracy > *acc || (val_accuracy == *acc && val_mse < *mse)
+            }
         };
         if better {
             best = Some((val_accuracy, val_mse, weights, epoch));
@@ -173,7 +214,8 @@ pub fn train(
         }
     }
     pb.finish_and_clear();
-    let (_, _, weights, best_epoch) = best.ok_or_else(|| TeacherError::Backend("no epoch ran".into()))?;
+    let (_, _, weights, best_epoch) =
+        best.ok_or_else(|| TeacherError::Backend("no epoch ran".into()))?;
     Ok(TrainOutcome {
         weights,
         history,

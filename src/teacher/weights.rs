@@ -78,8 +78,7 @@ impl TeacherWeights {
                     init.tau_init_min_ms
                 } else {
                     init.tau_init_min_ms
-                        + (init.tau_init_max_ms - init.tau_init_min_ms) * j as f32
-                            / (nc - 1) as f32
+                        + (init.tau_init_max_ms - init.tau_init_min_ms) * j as f32 / (nc - 1) as f32
                 }
             })
             .collect();
@@ -126,11 +125,11 @@ impl TeacherWeights {
             }
             acts[t * nc..(t + 1) * nc].copy_from_slice(&a);
             for o in 0..n_out {
-                let mut y = 0.0;
-                for j in 0..nc {
-                    y += a[j] * self.w_out[j * n_out + o];
-                }
-                ys[t * n_out + o] = y;
+                ys[t * n_out + o] = a
+                    .iter()
+                    .enumerate()
+                    .map(|(j, aj)| aj * self.w_out[j * n_out + o])
+                    .sum();
             }
         }
         (ys, acts)
@@ -152,7 +151,13 @@ impl TeacherWeights {
                 )));
             }
         }
-        let all = [&self.w_in, &self.w_rec, &self.w_out, &self.bias, &self.tau_ms];
+        let all = [
+            &self.w_in,
+            &self.w_rec,
+            &self.w_out,
+            &self.bias,
+            &self.tau_ms,
+        ];
         if all.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
             return Err(TeacherError::Shape("non-finite weight".into()));
         }
@@ -213,7 +218,10 @@ impl TeacherWeights {
                 .tensor(name)
                 .map_err(|_| err(format!("missing tensor `{name}`")))?;
             if t.dtype() != Dtype::F32 {
-                return Err(err(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+                return Err(err(format!(
+                    "tensor `{name}` is {:?}, expected F32",
+                    t.dtype()
+                )));
             }
             let v: Vec<f32> = t
                 .data()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::engine::EngineError;
 
 /// The adapter a context runs on, as recorded in metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GpuAdapterInfo {
     pub name: String,
     /// Lower-case backend name (`vulkan`, `gl`, ...).
@@ -76,7 +76,7 @@ pub fn candidate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     list
 }
 
-fn filter_note() -> String {
+pub fn filter_note() -> String {
     let parts: Vec<String> = ["WGPU_BACKEND", "WGPU_ADAPTER_NAME"]
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))

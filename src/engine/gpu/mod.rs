@@ -29,15 +29,17 @@
 //! max_buffer_size)` (see [`GpuEngine::pairs_per_chunk`]). Never a hard-coded size.
 
 pub mod context;
+pub mod learn;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 pub use context::{GpuAdapterInfo, GpuContext};
+pub use learn::GpuTrainer;
 
 use crate::chip::Instance;
 use crate::chip::rng::Stream;
@@ -103,6 +105,9 @@ struct RngTestUniform {
     count: u32,
     _pad: [u32; 2],
 }
+
+/// Raw Philox words and `normal4` values from the WGSL test kernel.
+pub type RngDraws = (Vec<[u32; 4]>, Vec<[f32; 4]>);
 
 /// Compile-time shape of the ensemble shader (the host prepends these constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,9 +192,67 @@ pub struct GpuRunStats {
     pub workgroup_size: u32,
 }
 
+/// Markers of the shared LIF step section near the top of `lif_ensemble.wgsl`.
+const LIF_SHARED_BEGIN: &str = "// ==== The shared LIF step";
+const LIF_SHARED_END: &str = "// ==== END of the shared LIF step ====";
+
+/// The shared LIF step section of `lif_ensemble.wgsl` (between its markers: the workgroup spike
+/// masks and x~, `lif_membrane`, `lif_fire`, `clear_mask`, `spike_word`); other shaders
+/// (`learn.wgsl`) are compiled with it prepended, after `const WG, NW, NCQ`. `None` if the
+/// markers are missing (a build error, caught by the tests).
+pub(crate) fn lif_shared_wgsl() -> Option<&'static str> {
+    let start = LIF_WGSL.find(LIF_SHARED_BEGIN)?;
+    let end = LIF_WGSL.find(LIF_SHARED_END)?;
+    LIF_WGSL.get(start..end)
+}
+
+/// Compiles `src` into a compute pipeline with entry point `entry` (auto layout).
+pub(crate) fn compile_pipeline(
+    ctx: &GpuContext,
+    src: &str,
+    entry: &str,
+) -> Result<wgpu::ComputePipeline, EngineError> {
+    let dev = &ctx.device;
+    ctx.scoped(&format!("compiling {entry}"), || {
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(entry),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    })
+}
+
+/// Allocates a buffer of at least `size` bytes (rounded up to 16), adding its size to `bytes`.
+pub(crate) fn create_buffer(
+    ctx: &GpuContext,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+    bytes: &mut u64,
+) -> Result<wgpu::Buffer, EngineError> {
+    let size = size.max(16).next_multiple_of(16);
+    let b = ctx.scoped(&format!("allocating {label} ({size} bytes)"), || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    })?;
+    *bytes += size;
+    Ok(b)
+}
+
 /// The GPU engine. Holds the device and the compiled pipelines (one per shader shape).
 pub struct GpuEngine {
-    ctx: GpuContext,
+    ctx: Arc<GpuContext>,
     pipelines: Mutex<HashMap<ShaderShape, wgpu::ComputePipeline>>,
     max_pairs_override: Option<usize>,
     workgroup_override: Option<u32>,
@@ -208,6 +271,11 @@ impl GpuEngine {
     }
 
     pub fn with_context(ctx: GpuContext) -> Self {
+        Self::with_shared_context(Arc::new(ctx))
+    }
+
+    /// An engine on a context shared with others (e.g. a [`GpuTrainer`]).
+    pub fn with_shared_context(ctx: Arc<GpuContext>) -> Self {
         GpuEngine {
             ctx,
             pipelines: Mutex::new(HashMap::new()),
@@ -239,6 +307,11 @@ impl GpuEngine {
         &self.ctx
     }
 
+    /// The context, to share it with a [`GpuTrainer`] or another engine.
+    pub fn shared_context(&self) -> Arc<GpuContext> {
+        self.ctx.clone()
+    }
+
     /// Bytes of every buffer allocated by the last job.
     pub fn device_bytes(&self) -> u64 {
         self.last_bytes.load(Ordering::Relaxed)
@@ -250,7 +323,7 @@ impl GpuEngine {
 
     fn binding_limit(&self) -> u64 {
         let l = self.ctx.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     fn workgroup_size(&self) -> u32 {
@@ -317,21 +390,7 @@ impl GpuEngine {
     }
 
     fn compile(&self, src: &str, entry: &str) -> Result<wgpu::ComputePipeline, EngineError> {
-        let dev = &self.ctx.device;
-        self.ctx.scoped(&format!("compiling {entry}"), || {
-            let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(entry),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
-            dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        })
+        compile_pipeline(&self.ctx, src, entry)
     }
 
     fn buffer(
@@ -341,19 +400,7 @@ impl GpuEngine {
         usage: wgpu::BufferUsages,
         bytes: &mut u64,
     ) -> Result<wgpu::Buffer, EngineError> {
-        let size = size.max(16).next_multiple_of(16);
-        let b = self
-            .ctx
-            .scoped(&format!("allocating {label} ({size} bytes)"), || {
-                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            })?;
-        *bytes += size;
-        Ok(b)
+        create_buffer(&self.ctx, label, size, usage, bytes)
     }
 
     /// Runs the WGSL Philox / Box-Muller test kernel: for `i < count`, the counter is
@@ -366,7 +413,7 @@ impl GpuEngine {
         stream: Stream,
         a0: u32,
         count: u32,
-    ) -> Result<(Vec<[u32; 4]>, Vec<[f32; 4]>), EngineError> {
+    ) -> Result<RngDraws, EngineError> {
         let src = format!("{RNG_WGSL}\n{RNG_TEST_WGSL}");
         let pipe = self.compile(&src, "rng_test")?;
         let mut bytes = 0;
@@ -416,7 +463,7 @@ impl GpuEngine {
     }
 }
 
-fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+pub(crate) fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
         resource: b.as_entire_binding(),

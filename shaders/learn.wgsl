@@ -1,0 +1,260 @@
+// Training of W_slow by the local rule of Network ADS (DESIGN.md §2, "Learning rule"): one
+// workgroup per network, K steps per dispatch, W_slow of every network in a storage buffer for
+// the whole training. The CPU twin is `learn::rule::Trainer::step` (with `engine::cpu::step`);
+// the nominal network (no mismatch, no noise, nothing silenced), so every neuron constant is one
+// scalar. Per step t, in the CPU's order:
+//
+//   A  I = (I_slow + I_fast) + I_fb + P c(t);  V += dt/tau_mem (V_rest - V + (I + b));
+//      I_fast *= e^{-dt/tau_fast};  I_slow *= e^{-dt/tau_slow};  r *= e^{-dt/tau_out}
+//      s = V >= V_th;  V = V_reset, r += 1/tau_out where s     (lif_membrane / lif_fire, shared)
+//      r of this step into the workgroup (rs[t & 1])
+//   B  for each spiking pre j, ascending: I_fast += W_fastᵀ[j][i] / tau_fast, I_slow +=
+//      W_slow[j][i] / tau_slow;  x~ = x~ e^{-dt/tau_out} + sum_j D[:, j] / tau_out;
+//      e = x(t) - x~ into the workgroup (es)
+//   C  per owned neuron: (F e)_i = sum_k F[i][k] e_k (ascending k);  I_fb = k (F e) (used at t+1)
+//      for every pre with a = eta r_pre != 0:  W_slow[pre][i] += a (F e)_i;  W_slow[pre][pre] = 0
+//
+// Invocation `lid` owns neuron quads lid, lid + WG, ... and k-quads likewise. It reads and
+// writes only its own columns of W_slow, so the rank-1 update needs no atomics or barriers;
+// rs and the masks are double-buffered, so two barriers per step suffice.
+// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and the shared LIF step of
+// lif_ensemble.wgsl (SILENT_TH, mask, xs, lif_membrane, lif_fire, clear_mask, spike_word).
+
+struct LearnJob {
+    n: u32,
+    nq: u32,
+    nc: u32,
+    c_in: u32,
+    steps: u32,
+    t_start: u32,
+    k_steps: u32,
+    flags: u32,
+    net_stride: u32,
+    off_d: u32,
+    off_ft: u32,
+    off_proj: u32,
+    state_stride: u32,
+    out_stride: u32,
+    ws_stride: u32,
+    _pad0: u32,
+    v_rest: f32,
+    v_reset: f32,
+    bias: f32,
+    alpha: f32,
+    v_th: f32,
+    dec_fast: f32,
+    inv_fast: f32,
+    dec_slow: f32,
+    inv_slow: f32,
+    dec_out: f32,
+    inv_out: f32,
+    k_fb: f32,
+    eta: f32,
+    _pad1: f32,
+    _pad2: f32,
+    _pad3: f32,
+}
+
+const L_FAST: u32 = 1u;
+
+@group(0) @binding(0) var<uniform> job: LearnJob;
+// Per network (stride net_stride vec4): W_fastᵀ [pre][quad] (when L_FAST), Dᵀ [i][k-quad] at
+// off_d, Fᵀ [k][quad] at off_ft, the input projection P [ch][quad] at off_proj.
+@group(0) @binding(1) var<storage, read> nets: array<vec4<f32>>;
+// Per network [t][ch] (stride steps * c_in).
+@group(0) @binding(2) var<storage, read> inputs: array<f32>;
+// Teacher activations x, per network [t][k-quad] (stride steps * NCQ), padded with 0.
+@group(0) @binding(3) var<storage, read> targets: array<vec4<f32>>;
+// W_slow per network (stride ws_stride = N nq): [pre][post quad].
+@group(0) @binding(4) var<storage, read_write> wslow: array<vec4<f32>>;
+// Per network (stride state_stride): V, I_fast, I_slow, r, I_fb (nq each), x~ (NCQ).
+@group(0) @binding(5) var<storage, read_write> state: array<vec4<f32>>;
+// Per network (stride out_stride, u32 words): spike counts (4 nq), x~ [t][k] (f32 bits).
+@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+
+var<workgroup> rs: array<array<vec4<f32>, NQ>, 2>;
+var<workgroup> es: array<vec4<f32>, NCQ>;
+
+@compute @workgroup_size(WG)
+fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.x;
+    let nq = job.nq;
+    let nb = g * job.net_stride;
+    let sb = g * job.state_stride;
+    let ob = g * job.out_stride;
+    let wb = g * job.ws_stride;
+    let fast_on = (job.flags & L_FAST) != 0u;
+    let alpha = vec4<f32>(job.alpha);
+    let inv_out = vec4<f32>(job.inv_out);
+
+    var v: array<vec4<f32>, QPI>;
+    var i_f: array<vec4<f32>, QPI>;
+    var i_s: array<vec4<f32>, QPI>;
+    var r: array<vec4<f32>, QPI>;
+    var i_fb: array<vec4<f32>, QPI>;
+    var fe: array<vec4<f32>, QPI>;
+    var vth: array<vec4<f32>, QPI>;
+    var cnt: array<vec4<u32>, QPI>;
+    for (var m = 0u; m < QPI; m++) {
+        let q = lid + m * WG;
+        if q >= nq {
+            continue;
+        }
+        v[m] = state[sb + q];
+        i_f[m] = state[sb + nq + q];
+        i_s[m] = state[sb + 2u * nq + q];
+        r[m] = state[sb + 3u * nq + q];
+        i_fb[m] = state[sb + 4u * nq + q];
+        let i0 = 4u * q;
+        let pad = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(job.n);
+        vth[m] = select(vec4<f32>(job.v_th), vec4<f32>(SILENT_TH), pad);
+        if job.t_start == 0u {
+            cnt[m] = vec4<u32>(0u);
+        } else {
+            let c0 = ob + i0;
+            cnt[m] = vec4<u32>(out[c0], out[c0 + 1u], out[c0 + 2u], out[c0 + 3u]);
+        }
+    }
+    for (var m = 0u; m < KPI; m++) {
+        let kq = lid + m * WG;
+        if kq < NCQ {
+            xs[kq] = state[sb + 5u * nq + kq];
+        }
+    }
+    clear_mask(lid, 0u);
+    clear_mask(lid, 1u);
+    workgroupBarrier();
+
+    for (var s = 0u; s < job.k_steps; s++) {
+        let t = job.t_start + s;
+        let buf = t & 1u;
+        // ---- A: integrate and fire (with the feedback current of the previous step)
+        let in_base = (g * job.steps + t) * job.c_in;
+        for (var m = 0u; m < QPI; m++) {
+            let q = lid + m * WG;
+            if q >= nq {
+                continue;
+            }
+            var cur = (i_s[m] + i_f[m]) + i_fb[m];
+            for (var ch = 0u; ch < job.c_in; ch++) {
+                let u = inputs[in_base + ch];
+                if u != 0.0 {
+                    cur = cur + u * nets[nb + job.off_proj + ch * nq + q];
+                }
+            }
+            let vv = lif_membrane(v[m], cur, alpha, job.v_rest, job.bias);
+            i_f[m] = i_f[m] * job.dec_fast;
+            i_s[m] = i_s[m] * job.dec_slow;
+            let fired = lif_fire(q, buf, vv, r[m] * job.dec_out, vth[m], job.v_reset, inv_out);
+            v[m] = fired.v;
+            r[m] = fired.r;
+            cnt[m] = cnt[m] + fired.one;
+            rs[buf][q] = fired.r;
+        }
+        workgroupBarrier();
+        // ---- B: event-driven propagation, readout, error
+        clear_mask(lid, buf ^ 1u); // last read in the previous step
+        for (var w = 0u; w < NW; w++) {
+            var bits = spike_word(buf, w);
+            while bits != 0u {
+                let j = w * 32u + firstTrailingBit(bits);
+                bits = bits & (bits - 1u);
+                for (var m = 0u; m < QPI; m++) {
+                    let q = lid + m * WG;
+                    if q >= nq {
+                        continue;
+                    }
+                    if fast_on {
+                        i_f[m] = i_f[m] + nets[nb + j * nq + q] * job.inv_fast;
+                    }
+                    i_s[m] = i_s[m] + wslow[wb + j * nq + q] * job.inv_slow;
+                }
+            }
+        }
+        for (var m = 0u; m < KPI; m++) {
+            let kq = lid + m * WG;
+            if kq >= NCQ {
+                continue;
+            }
+            var x = xs[kq] * job.dec_out;
+            for (var w = 0u; w < NW; w++) {
+                var bits = spike_word(buf, w);
+                while bits != 0u {
+                    let j = w * 32u + firstTrailingBit(bits);
+                    bits = bits & (bits - 1u);
+                    x = x + nets[nb + job.off_d + j * NCQ + kq] * job.inv_out;
+                }
+            }
+            xs[kq] = x;
+            es[kq] = targets[(g * job.steps + t) * NCQ + kq] - x;
+            for (var l = 0u; l < 4u; l++) {
+                let k = 4u * kq + l;
+                if k < job.nc {
+                    out[ob + 4u * nq + t * job.nc + k] = bitcast<u32>(x[l]);
+                }
+            }
+        }
+        workgroupBarrier();
+        // ---- C: F e, the next feedback current, and the rank-1 update of W_slow
+        for (var m = 0u; m < QPI; m++) {
+            let q = lid + m * WG;
+            if q >= nq {
+                continue;
+            }
+            var f = vec4<f32>(0.0);
+            for (var kq = 0u; kq < NCQ; kq++) {
+                let e = es[kq];
+                for (var l = 0u; l < 4u; l++) {
+                    let k = 4u * kq + l;
+                    if k < job.nc {
+                        f = f + nets[nb + job.off_ft + k * nq + q] * e[l];
+                    }
+                }
+            }
+            fe[m] = f;
+            i_fb[m] = job.k_fb * f;
+        }
+        for (var pre = 0u; pre < job.n; pre++) {
+            let a = job.eta * rs[buf][pre / 4u][pre % 4u];
+            if a == 0.0 {
+                continue;
+            }
+            for (var m = 0u; m < QPI; m++) {
+                let q = lid + m * WG;
+                if q >= nq {
+                    continue;
+                }
+                let o = wb + pre * nq + q;
+                var w = wslow[o] + a * fe[m];
+                if q == pre / 4u {
+                    w[pre % 4u] = 0.0;
+                }
+                wslow[o] = w;
+            }
+        }
+    }
+
+    // persist the state for the next dispatch
+    for (var m = 0u; m < QPI; m++) {
+        let q = lid + m * WG;
+        if q >= nq {
+            continue;
+        }
+        state[sb + q] = v[m];
+        state[sb + nq + q] = i_f[m];
+        state[sb + 2u * nq + q] = i_s[m];
+        state[sb + 3u * nq + q] = r[m];
+        state[sb + 4u * nq + q] = i_fb[m];
+        let c0 = ob + 4u * q;
+        out[c0] = cnt[m].x;
+        out[c0 + 1u] = cnt[m].y;
+        out[c0 + 2u] = cnt[m].z;
+        out[c0 + 3u] = cnt[m].w;
+    }
+    for (var m = 0u; m < KPI; m++) {
+        let kq = lid + m * WG;
+        if kq < NCQ {
+            state[sb + 5u * nq + kq] = xs[kq];
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! GPU training of W_slow by the local rule (DESIGN.md §2 "Learning rule", §6): several networks
+//! at once, one workgroup per network. The CPU twin is [`crate::learn::rule::Trainer::step`] /
+//! [`crate::learn::train_trial`]; the shader is `shaders/learn.wgsl`, compiled with the shared
+//! LIF step of `shaders/lif_ensemble.wgsl` prepended (see [`super::lif_shared_wgsl`]).
+//!
+//! Per step (the CPU's order): the nominal network step with the feedback current of the
+//! previous step, then `e = x - x~`, `F e`, `I_fb = k F e` for the next step and the exact
+//! rank-1 update `W_slow[pre][post] += eta r_pre (F e)_post`, diagonal kept 0.
+//!
+//! W_slow of every network lives in a device buffer for the whole training (N² floats per
+//! network): uploaded by [`GpuTrainer::new`] / [`GpuTrainer::upload`], read back only by
+//! [`GpuTrainer::download`]. A trial uploads its inputs, targets and initial state (initial V
+//! drawn on the host by the same [`initial_v`] as the CPU trainer, instance word
+//! [`TRAIN_INSTANCE`]), runs K steps per dispatch (K adapted to [`super::TARGET_DISPATCH`]), and
+//! reads back the spike counts and x~ (T x Nc per network) once at the end, for the statistics.
+//!
+//! Networks are split into chunks by the adapter's limits (workgroups per dimension, storage
+//! binding size); all chunks advance together, one submit per K steps.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{
+    GpuContext, LIF_WGSL, TARGET_DISPATCH, compile_pipeline, create_buffer, entry, lif_shared_wgsl,
+};
+use crate::chip::instance::initial_v;
+use crate::chip::rng::TRAIN_INSTANCE;
+use crate::engine::EngineError;
+use crate::engine::cpu::{NeuronConsts, transpose};
+use crate::learn::{TrainTrialStats, reconstruction_error};
+use crate::snn::{Network, SnnParams};
+
+const LEARN_WGSL: &str = include_str!("../../../shaders/learn.wgsl");
+/// Preferred workgroup size (shrunk for small networks, clamped to the device limits).
+const PREFERRED_WG: u32 = 64;
+const L_FAST: u32 = 1;
+/// Longest wait for one dispatch or read-back.
+const WAIT: Duration = Duration::from_secs(600);
+
+/// The uniform block of `learn.wgsl` (field order and types must match `struct LearnJob`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct LearnUniform {
+    n: u32,
+    nq: u32,
+    nc: u32,
+    c_in: u32,
+    steps: u32,
+    t_start: u32,
+    k_steps: u32,
+    flags: u32,
+    net_stride: u32,
+    off_d: u32,
+    off_ft: u32,
+    off_proj: u32,
+    state_stride: u32,
+    out_stride: u32,
+    ws_stride: u32,
+    _pad0: u32,
+    v_rest: f32,
+    v_reset: f32,
+    bias: f32,
+    alpha: f32,
+    v_th: f32,
+    dec_fast: f32,
+    inv_fast: f32,
+    dec_slow: f32,
+    inv_slow: f32,
+    dec_out: f32,
+    inv_out: f32,
+    k_fb: f32,
+    eta: f32,
+    _pad1: [f32; 3],
+}
+
+/// Sizes shared by every network of a trainer (vec4 units unless noted).
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    nq: usize,
+    nc: usize,
+    ncq: usize,
+    nw: usize,
+    c_in: usize,
+    fast: bool,
+    /// Per network: W_fastᵀ (when `fast`), Dᵀ, Fᵀ, P.
+    net_stride: usize,
+    off_d: usize,
+    off_ft: usize,
+    off_proj: usize,
+    /// W_slow per network: N rows of nq.
+    ws_stride: usize,
+    /// V, I_fast, I_slow, r, I_fb, x~.
+    state_stride: usize,
+}
+
+impl Dims {
+    fn new(net: &Network, fast: bool) -> Dims {
+        let (n, nc, c_in) = (net.n, net.nc, net.n_in);
+        let (nq, ncq, nw) = (n.div_ceil(4), nc.div_ceil(4), n.div_ceil(32));
+        let off_d = if fast { n * nq } else { 0 };
+        let off_ft = off_d + n * ncq;
+        let off_proj = off_ft + nc * nq;
+        Dims {
+            n,
+            nq,
+            nc,
+            ncq,
+            nw,
+            c_in,
+            fast,
+            net_stride: off_proj + c_in * nq,
+            off_d,
+            off_ft,
+            off_proj,
+            ws_stride: n * nq,
+            state_stride: 5 * nq + ncq,
+        }
+    }
+
+    /// u32 words of `out` per network for a trial of `steps` steps.
+    fn out_stride(&self, steps: usize) -> usize {
+        4 * self.nq + steps * self.nc
+    }
+}
+
+/// Pads row-major `rows x cols` into vec4 rows of `ceil(cols/4)` (zeros in the padding).
+fn push_rows(m: &[f32], rows: usize, cols: usize, out: &mut Vec<[f32; 4]>) {
+    for row in m.chunks_exact(cols).take(rows) {
+        for c4 in row.chunks(4) {
+            let mut v = [0f32; 4];
+            v[..c4.len()].copy_from_slice(c4);
+            out.push(v);
+        }
+    }
+}
+
+/// The per-network constant block (`nets` buffer), `dims.net_stride` vec4.
+fn net_block(net: &Network, dims: &Dims, out: &mut Vec<[f32; 4]>) {
+    let (n, nc, c_in) = (dims.n, dims.nc, dims.c_in);
+    if dims.fast {
+        push_rows(&transpose(&net.w_fast, n, n), n, n, out);
+    }
+    push_rows(&transpose(&net.d, nc, n), n, nc, out);
+    push_rows(&transpose(&net.f, n, nc), nc, n, out);
+    push_rows(&transpose(&net.input_projection(), n, c_in), c_in, n, out);
+}
+
+/// The buffers of one chunk of networks; the trial-sized ones grow on demand.
+struct Chunk {
+    first: usize,
+    count: usize,
+    nets: wgpu::Buffer,
+    wslow: wgpu::Buffer,
+    state: wgpu::Buffer,
+    io: Option<ChunkIo>,
+}
+
+struct ChunkIo {
+    steps_cap: usize,
+    inputs: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    out: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+/// Trains W_slow of several networks at once on the GPU; see the module docs.
+pub struct GpuTrainer {
+    ctx: Arc<GpuContext>,
+    pipe: wgpu::ComputePipeline,
+    uni: wgpu::Buffer,
+    dims: Dims,
+    params: SnnParams,
+    consts: NeuronConsts,
+    n_nets: usize,
+    chunks: Vec<Chunk>,
+    wg: u32,
+    /// Steps per dispatch, adapted to `TARGET_DISPATCH` and kept across trials.
+    k_steps: usize,
+    dispatches: usize,
+    device_bytes: u64,
+}
+
+fn invalid(msg: String) -> EngineError {
+    EngineError::InvalidJob(msg)
+}
+
+impl GpuTrainer {
+    /// A trainer for `nets` (at least one), which must share N, Nc, C and the parameters; each
+    /// keeps its own D, F, W_fast and W_slow. W_slow is uploaded here.
+    pub fn new(ctx: Arc<GpuContext>, nets: &[Network]) -> Result<Self, EngineError> {
+        Self::with_max_nets_per_chunk(ctx, nets, usize::MAX)
+    }
+
+    /// As [`GpuTrainer::new`], with at most `max_per_chunk` (>= 1) networks per chunk (to test
+    /// the chunked path; the adapter's limits may give fewer).
+    pub fn with_max_nets_per_chunk(
+        ctx: Arc<GpuContext>,
+        nets: &[Network],
+        max_per_chunk: usize,
+    ) -> Result<Self, EngineError> {
+        let Some(first) = nets.first() else {
+            return Err(invalid("GpuTrainer needs at least one network".into()));
+        };
+        for (i, net) in nets.iter().enumerate() {
+            net.validate_shapes()?;
+            if (net.n, net.nc, net.n_in) != (first.n, first.nc, first.n_in)
+                || net.params != first.params
+            {
+                return Err(EngineError::InvalidParams(format!(
+                    "network {i} (N {}, Nc {}, C {}) differs from network 0 (N {}, Nc {}, C {}) \
+                     in its sizes or parameters; a GpuTrainer's networks must share them",
+                    net.n, net.nc, net.n_in, first.n, first.nc, first.n_in
+                )));
+            }
+        }
+        if first.n == 0 || first.nc == 0 || first.n_in == 0 {
+            return Err(invalid(format!(
+                "N, Nc and C must be positive (N {}, Nc {}, C {})",
+                first.n, first.nc, first.n_in
+            )));
+        }
+        let fast = nets.iter().any(|net| net.w_fast.iter().any(|&w| w != 0.0));
+        let dims = Dims::new(first, fast);
+        let consts = NeuronConsts::nominal(first);
+        let limits = ctx.limits().clone();
+
+        // workgroup size: no more invocations than quads (or k-quads), within the limits
+        let wg = PREFERRED_WG
+            .min(dims.nq.max(dims.ncq).next_power_of_two() as u32)
+            .min(limits.max_compute_workgroup_size_x)
+            .min(limits.max_compute_invocations_per_workgroup)
+            .max(1);
+        let wg_mem = 2 * 16 * dims.nq + 2 * 16 * dims.ncq + 2 * 4 * dims.nw;
+        if wg_mem as u64 > limits.max_compute_workgroup_storage_size as u64 {
+            return Err(invalid(format!(
+                "N = {}, Nc = {} need {wg_mem} bytes of workgroup memory; the adapter allows {}",
+                dims.n, dims.nc, limits.max_compute_workgroup_storage_size
+            )));
+        }
+        let bind = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let per_net = [
+            ("W_slow", 16 * dims.ws_stride as u64),
+            ("the constant weights", 16 * dims.net_stride as u64),
+            ("the state", 16 * dims.state_stride as u64),
+        ];
+        let mut per_chunk =
+            (limits.max_compute_workgroups_per_dimension as u64).min(max_per_chunk.max(1) as u64);
+        for (what, b) in per_net {
+            if b > bind {
+                return Err(invalid(format!(
+                    "{what} of one network need {b} bytes; the adapter's largest storage \
+                     binding is {bind} bytes"
+                )));
+            }
+            per_chunk = per_chunk.min(bind / b);
+        }
+        if (dims.n as u64) * (dims.nq as u64) * per_chunk > u32::MAX as u64 {
+            per_chunk = (u32::MAX as u64 / (dims.n as u64 * dims.nq as u64)).max(1);
+        }
+        let per_chunk = per_chunk as usize;
+
+        let shared = lif_shared_wgsl().ok_or_else(|| {
+            EngineError::Backend(format!(
+                "lif_ensemble.wgsl lacks the shared LIF step markers ({} bytes)",
+                LIF_WGSL.len()
+            ))
+        })?;
+        let src = format!(
+            "const WG: u32 = {wg}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
+             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n{shared}\n{LEARN_WGSL}",
+            dims.nq.div_ceil(wg as usize),
+            dims.ncq.div_ceil(wg as usize),
+            dims.nw,
+            dims.ncq,
+            dims.nq,
+        );
+        let pipe = compile_pipeline(&ctx, &src, "learn")?;
+
+        let mut bytes = 0u64;
+        let uni = create_buffer(
+            &ctx,
+            "learn uniform",
+            std::mem::size_of::<LearnUniform>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            &mut bytes,
+        )?;
+        let mut chunks = Vec::new();
+        let ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let rw = ro | wgpu::BufferUsages::COPY_SRC;
+        let mut first_net = 0;
+        while first_net < nets.len() {
+            let count = per_chunk.min(nets.len() - first_net);
+            let mut data = Vec::with_capacity(count * dims.net_stride);
+            for net in &nets[first_net..first_net + count] {
+                net_block(net, &dims, &mut data);
+            }
+            debug_assert_eq!(data.len(), count * dims.net_stride);
+            let nets_buf =
+                create_buffer(&ctx, "learn nets", 16 * data.len() as u64, ro, &mut bytes)?;
+            ctx.scoped("uploading the networks", || {
+                ctx.queue
+                    .write_buffer(&nets_buf, 0, bytemuck::cast_slice(&data))
+            })?;
+            let wslow = create_buffer(
+                &ctx,
+                "learn W_slow",
+                16 * (count * dims.ws_stride) as u64,
+                rw,
+                &mut bytes,
+            )?;
+            let state = create_buffer(
+                &ctx,
+                "learn state",
+                16 * (count * dims.state_stride) as u64,
+                ro,
+                &mut bytes,
+            )?;
+            chunks.push(Chunk {
+                first: first_net,
+                count,
+                nets: nets_buf,
+                wslow,
+                state,
+                io: None,
+            });
+            first_net += count;
+        }
+        let mut tr = GpuTrainer {
+            ctx,
+            pipe,
+            uni,
+            dims,
+            params: first.params.clone(),
+            consts,
+            n_nets: nets.len(),
+            chunks,
+            wg,
+            k_steps: 8,
+            dispatches: 0,
+            device_bytes: bytes,
+        };
+        tr.upload(nets)?;
+        Ok(tr)
+    }
+
+    /// Number of networks trained.
+    pub fn len(&self) -> usize {
+        self.n_nets
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_nets == 0
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Networks per chunk (the first chunk's size) and the number of chunks.
+    pub fn chunking(&self) -> (usize, usize) {
+        (self.chunks[0].count, self.chunks.len())
+    }
+
+    pub fn workgroup_size(&self) -> u32 {
+        self.wg
+    }
+
+    /// Dispatches issued so far (one per K steps, all chunks together).
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Bytes of the device buffers currently allocated.
+    pub fn device_bytes(&self) -> u64 {
+        self.device_bytes
+    }
+
+    fn check_nets(&self, nets: &[Network], what: &str) -> Result<(), EngineError> {
+        if nets.len() != self.n_nets {
+            return Err(EngineError::Shape {
+                what: format!("{what}: networks"),
+                expected: self.n_nets,
+                got: nets.len(),
+            });
+        }
+        for net in nets {
+            net.validate_shapes()?;
+            if (net.n, net.nc, net.n_in) != (self.dims.n, self.dims.nc, self.dims.c_in) {
+                return Err(EngineError::Shape {
+                    what: format!("{what}: W_slow (N x N)"),
+                    expected: self.dims.n * self.dims.n,
+                    got: net.n * net.n,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the device W_slow of every network by `nets[i].w_slow` (e.g. to restore the best
+    /// weights). Only W_slow is read; the other matrices stay those given to `new`.
+    pub fn upload(&mut self, nets: &[Network]) -> Result<(), EngineError> {
+        self.check_nets(nets, "GpuTrainer::upload")?;
+        let n = self.dims.n;
+        for ch in &self.chunks {
+            let mut data = Vec::with_capacity(ch.count * self.dims.ws_stride);
+            for net in &nets[ch.first..ch.first + ch.count] {
+                push_rows(&net.w_slow, n, n, &mut data);
+            }
+            self.ctx.scoped("uploading W_slow", || {
+                self.ctx
+                    .queue
+                    .write_buffer(&ch.wslow, 0, bytemuck::cast_slice(&data))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies the current W_slow of every network back into `nets` (same order as `new`).
+    pub fn download(&self, nets: &mut [Network]) -> Result<(), EngineError> {
+        self.check_nets(nets, "GpuTrainer::download")?;
+        let (n, nq) = (self.dims.n, self.dims.nq);
+        for ch in &self.chunks {
+            let raw = self.ctx.read_back(
+                &ch.wslow,
+                16 * (ch.count * self.dims.ws_stride) as u64,
+                WAIT,
+            )?;
+            let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+            for (k, net) in nets[ch.first..ch.first + ch.count].iter_mut().enumerate() {
+                let base = 4 * k * self.dims.ws_stride;
+                for pre in 0..n {
+                    let row = &vals[base + 4 * pre * nq..base + 4 * pre * nq + n];
+                    net.w_slow[pre * n..(pre + 1) * n].copy_from_slice(row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure every chunk's trial buffers hold `steps` steps.
+    fn ensure_io(&mut self, steps: usize) -> Result<(), EngineError> {
+        let d = self.dims;
+        let limits = self.ctx.limits();
+        let bind = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        for ch in &mut self.chunks {
+            if ch.io.as_ref().is_some_and(|io| io.steps_cap >= steps) {
+                continue;
+            }
+            let cnt = ch.count as u64;
+            let sizes = [
+                ("the inputs", 4 * cnt * (steps * d.c_in) as u64),
+                ("the targets", 16 * cnt * (steps * d.ncq) as u64),
+                ("the x~ record", 4 * cnt * d.out_stride(steps) as u64),
+            ];
+            for (what, b) in sizes {
+                if b > bind || b / 4 > u32::MAX as u64 {
+                    return Err(invalid(format!(
+                        "{what} of a {steps}-step trial for {cnt} networks need {b} bytes; the \
+                         adapter's largest storage binding is {bind} bytes (shorter trials)"
+                    )));
+                }
+            }
+            if let Some(old) = ch.io.take() {
+                self.device_bytes -= [&old.inputs, &old.targets, &old.out]
+                    .iter()
+                    .map(|b| b.size())
+                    .sum::<u64>();
+            }
+            let ctx = &self.ctx;
+            let ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+            let bytes = &mut self.device_bytes;
+            let inputs = create_buffer(ctx, "learn inputs", sizes[0].1, ro, bytes)?;
+            let targets = create_buffer(ctx, "learn targets", sizes[1].1, ro, bytes)?;
+            let out = create_buffer(
+                ctx,
+                "learn out",
+                sizes[2].1,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                bytes,
+            )?;
+            let bind_group = ctx.scoped("learn bind group", || {
+                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("learn"),
+                    layout: &self.pipe.get_bind_group_layout(0),
+                    entries: &[
+                        entry(0, &self.uni),
+                        entry(1, &ch.nets),
+                        entry(2, &inputs),
+                        entry(3, &targets),
+                        entry(4, &ch.wslow),
+                        entry(5, &ch.state),
+                        entry(6, &out),
+                    ],
+                })
+            })?;
+            ch.io = Some(ChunkIo {
+                steps_cap: steps,
+                inputs,
+                targets,
+                out,
+                bind_group,
+            });
+        }
+        Ok(())
+    }
+
+    /// One trial per network: `inputs[i]` (T x C) and `targets[i]` (T x Nc, the teacher's
+    /// tanh(h)) with feedback gain `k` and learning rate `eta`; the initial V of network i is
+    /// drawn from `(seeds[i], TRAIN_INSTANCE, trial_indices[i])` like the CPU trainer's. All
+    /// networks' trials must have the same T. Returns the statistics per network, as
+    /// [`crate::learn::train_trial`] does.
+    pub fn train_trial(
+        &mut self,
+        inputs: &[&[f32]],
+        targets: &[&[f32]],
+        k: f32,
+        eta: f32,
+        seeds: &[u64],
+        trial_indices: &[u32],
+    ) -> Result<Vec<TrainTrialStats>, EngineError> {
+        let d = self.dims;
+        let m = self.n_nets;
+        for (what, len) in [
+            ("inputs", inputs.len()),
+            ("targets", targets.len()),
+            ("seeds", seeds.len()),
+            ("trial indices", trial_indices.len()),
+        ] {
+            if len != m {
+                return Err(EngineError::Shape {
+                    what: format!("GpuTrainer::train_trial: {what} (one per network)"),
+                    expected: m,
+                    got: len,
+                });
+            }
+        }
+        let steps = inputs[0].len() / d.c_in;
+        for (i, (inp, tgt)) in inputs.iter().zip(targets).enumerate() {
+            if inp.len() != steps * d.c_in {
+                return Err(EngineError::Shape {
+                    what: format!("training input of network {i} (T x C, T = {steps})"),
+                    expected: steps * d.c_in,
+                    got: inp.len(),
+                });
+            }
+            if tgt.len() != steps * d.nc {
+                return Err(EngineError::Shape {
+                    what: format!("training target of network {i} (T x Nc)"),
+                    expected: steps * d.nc,
+                    got: tgt.len(),
+                });
+            }
+        }
+        if !(k.is_finite() && eta.is_finite()) {
+            return Err(EngineError::InvalidParams(format!(
+                "k and eta must be finite, got k {k}, eta {eta}"
+            )));
+        }
+        if steps == 0 {
+            return Ok(targets
+                .iter()
+                .map(|t| TrainTrialStats {
+                    spikes: 0,
+                    mean_rate_hz: 0.0,
+                    recon_error: reconstruction_error(t, &[], d.nc),
+                })
+                .collect());
+        }
+        self.ensure_io(steps)?;
+
+        // upload the trial: inputs, padded targets, initial state
+        let c = &self.consts;
+        let mut v0 = vec![0f32; d.n];
+        for ch in &self.chunks {
+            let Some(io) = ch.io.as_ref() else {
+                return Err(EngineError::Backend("trial buffers missing".into()));
+            };
+            let r = ch.first..ch.first + ch.count;
+            let inp: Vec<f32> = inputs[r.clone()]
+                .iter()
+                .flat_map(|x| x.iter())
+                .copied()
+                .collect();
+            let mut tgt = Vec::with_capacity(ch.count * steps * d.ncq);
+            let mut state = vec![[0f32; 4]; ch.count * d.state_stride];
+            for (kk, i) in r.enumerate() {
+                push_rows(targets[i], steps, d.nc, &mut tgt);
+                initial_v(
+                    seeds[i],
+                    TRAIN_INSTANCE,
+                    trial_indices[i],
+                    c.v_reset,
+                    &c.v_th,
+                    &mut v0,
+                );
+                let blk = &mut state[kk * d.state_stride..kk * d.state_stride + d.nq];
+                for (q, v4) in blk.iter_mut().enumerate() {
+                    for (l, x) in v4.iter_mut().enumerate() {
+                        if let Some(&v) = v0.get(4 * q + l) {
+                            *x = v;
+                        }
+                    }
+                }
+            }
+            self.ctx.scoped("uploading the trial", || {
+                let q = &self.ctx.queue;
+                q.write_buffer(&io.inputs, 0, bytemuck::cast_slice(&inp));
+                q.write_buffer(&io.targets, 0, bytemuck::cast_slice(&tgt));
+                q.write_buffer(&ch.state, 0, bytemuck::cast_slice(&state));
+            })?;
+        }
+
+        let out_stride = d.out_stride(steps);
+        let mut uni = LearnUniform {
+            n: d.n as u32,
+            nq: d.nq as u32,
+            nc: d.nc as u32,
+            c_in: d.c_in as u32,
+            steps: steps as u32,
+            flags: if d.fast { L_FAST } else { 0 },
+            net_stride: d.net_stride as u32,
+            off_d: d.off_d as u32,
+            off_ft: d.off_ft as u32,
+            off_proj: d.off_proj as u32,
+            state_stride: d.state_stride as u32,
+            out_stride: out_stride as u32,
+            ws_stride: d.ws_stride as u32,
+            v_rest: c.v_rest,
+            v_reset: c.v_reset,
+            bias: c.bias,
+            alpha: c.alpha[0],
+            v_th: c.v_th[0],
+            dec_fast: c.decay_fast[0],
+            inv_fast: c.inv_tau_fast[0],
+            dec_slow: c.decay_slow[0],
+            inv_slow: c.inv_tau_slow[0],
+            dec_out: c.decay_out[0],
+            inv_out: c.inv_tau_out[0],
+            k_fb: k,
+            eta,
+            ..Default::default()
+        };
+        let mut t = 0usize;
+        while t < steps {
+            let kst = self.k_steps.clamp(1, steps - t);
+            uni.t_start = t as u32;
+            uni.k_steps = kst as u32;
+            let t0 = Instant::now();
+            let idx = self.ctx.scoped("learn dispatch", || {
+                self.ctx
+                    .queue
+                    .write_buffer(&self.uni, 0, bytemuck::bytes_of(&uni));
+                let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    pass.set_pipeline(&self.pipe);
+                    for ch in &self.chunks {
+                        if let Some(io) = &ch.io {
+                            pass.set_bind_group(0, &io.bind_group, &[]);
+                            pass.dispatch_workgroups(ch.count as u32, 1, 1);
+                        }
+                    }
+                }
+                self.ctx.queue.submit([enc.finish()])
+            })?;
+            self.ctx.wait(idx, WAIT)?;
+            self.dispatches += 1;
+            t += kst;
+            // adapt K: aim at TARGET_DISPATCH, grow at most 4x per dispatch
+            let el = t0.elapsed().as_secs_f64().max(1e-6);
+            let want = (kst as f64 * TARGET_DISPATCH.as_secs_f64() / el).floor() as usize;
+            self.k_steps = want.clamp(1, 4 * kst);
+        }
+
+        // read back spike counts and x~, statistics as the CPU trainer computes them
+        let secs = steps as f32 * self.params.dt_s();
+        let mut stats = Vec::with_capacity(m);
+        for ch in &self.chunks {
+            let Some(io) = ch.io.as_ref() else {
+                return Err(EngineError::Backend("trial buffers missing".into()));
+            };
+            let raw = self
+                .ctx
+                .read_back(&io.out, 4 * (ch.count * out_stride) as u64, WAIT)?;
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+            for kk in 0..ch.count {
+                let w = &words[kk * out_stride..(kk + 1) * out_stride];
+                let spikes: u64 = w[..d.n].iter().map(|&x| x as u64).sum();
+                let x_hat: Vec<f32> = w[4 * d.nq..].iter().map(|&x| f32::from_bits(x)).collect();
+                stats.push(TrainTrialStats {
+                    spikes,
+                    mean_rate_hz: spikes as f32 / (d.n as f32 * secs),
+                    recon_error: reconstruction_error(targets[ch.first + kk], &x_hat, d.nc),
+                });
+            }
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,317 @@
+//! GPU training (`GpuTrainer`) vs the CPU trainer (`learn::train_trial`). Every test skips (with a
+//! printed notice) when no wgpu adapter exists; lavapipe (mesa-vulkan-drivers) is enough. Shapes
+//! are tiny: software adapters are slow.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use robust_snn::engine::EngineError;
+use robust_snn::engine::gpu::{GpuContext, GpuEngine, GpuTrainer};
+use robust_snn::learn::{TrainTrialStats, train_trial};
+use robust_snn::snn::{Network, SnnParams};
+
+fn context() -> Option<Arc<GpuContext>> {
+    match GpuContext::new() {
+        Ok(c) => {
+            eprintln!("gpu_learn tests on {:?}", c.adapter_info());
+            Some(Arc::new(c))
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no usable wgpu adapter ({e})");
+            None
+        }
+    }
+}
+
+fn test_net(n: usize, nc: usize, c: usize, use_fast: bool, seed: u64) -> Network {
+    let p = SnnParams {
+        n,
+        use_fast,
+        ..Default::default()
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xabc);
+    let w_in: Vec<f32> = (0..c * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let w_out: Vec<f32> = (0..nc).map(|_| rng.random_range(-0.5..0.5)).collect();
+    Network::init(p, w_in, w_out, nc, c, 1, seed).unwrap()
+}
+
+fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let comps: Vec<(f32, f32, f32)> = (0..c * 3)
+        .map(|_| {
+            (
+                rng.random_range(0.5..4.0f32),
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(0.3..1.0f32),
+            )
+        })
+        .collect();
+    let mut x = vec![0f32; steps * c];
+    for t in 0..steps {
+        for ch in 0..c {
+            let ts = t as f32 * 1e-3;
+            x[t * c + ch] = amp
+                * comps[ch * 3..ch * 3 + 3]
+                    .iter()
+                    .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
+                    .sum::<f32>();
+        }
+    }
+    x
+}
+
+/// A toy teacher: tau_j dh/dt = -h + W_inᵀ c, x = tanh(h), tau_j from 20 to 80 ms.
+fn toy_teacher(net: &Network, input: &[f32]) -> Vec<f32> {
+    let (nc, c) = (net.nc, net.n_in);
+    let steps = input.len() / c;
+    let mut h = vec![0f32; nc];
+    let mut x = vec![0f32; steps * nc];
+    for t in 0..steps {
+        for j in 0..nc {
+            let tau = 0.02 + 0.06 * j as f32 / nc as f32;
+            let u: f32 = (0..c)
+                .map(|ch| net.w_in_teacher[ch * nc + j] * input[t * c + ch])
+                .sum();
+            h[j] += 1e-3 / tau * (-h[j] + u);
+            x[t * nc + j] = (3.0 * h[j]).tanh();
+        }
+    }
+    x
+}
+
+/// (max |a - b|, max |b|).
+fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    (d, b.iter().fold(0f32, |m, y| m.max(y.abs())))
+}
+
+#[test]
+fn gpu_training_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let (n, nc, c) = (48, 12, 2);
+    let (k, eta, seed) = (100.0f32, 1e-4f32, 42u64);
+    // with W_fast this tiny network fires fast (about 300 Hz, many updates per step); without
+    // it, at about 10 Hz
+    for (use_fast, amp) in [(true, 1.0f32), (false, 2.0)] {
+        let net0 = test_net(n, nc, c, use_fast, 5);
+        // two trials (100 + 60 steps): W_slow and the adaptive K carry over between them
+        let trials: Vec<(Vec<f32>, Vec<f32>, u32)> = [(100usize, 7u64, 3u32), (60, 8, 4)]
+            .iter()
+            .map(|&(steps, s, j)| {
+                let inp = smooth_input(steps, c, amp, s);
+                let x = toy_teacher(&net0, &inp);
+                (inp, x, j)
+            })
+            .collect();
+        let mut cpu_net = net0.clone();
+        let mut gpu_nets = vec![net0.clone()];
+        let mut tr = GpuTrainer::new(ctx.clone(), &gpu_nets).unwrap();
+        for (ti, (inp, x, j)) in trials.iter().enumerate() {
+            let cs = train_trial(&mut cpu_net, inp, x, k, eta, seed, *j).unwrap();
+            let t0 = Instant::now();
+            let gs = tr
+                .train_trial(&[inp], &[x], k, eta, &[seed], &[*j])
+                .unwrap()
+                .remove(0);
+            let secs = t0.elapsed().as_secs_f64();
+            tr.download(&mut gpu_nets).unwrap();
+            let (d, scale) = max_diff(&gpu_nets[0].w_slow, &cpu_net.w_slow);
+            eprintln!(
+                "fast {use_fast}, trial {ti} ({} steps): GPU {secs:.3} s ({} dispatches so far); \
+                 spikes cpu {} gpu {}; R cpu {:.5} gpu {:.5}; W_slow max |diff| {d:.3e}, \
+                 max |W| {scale:.3e}, relative {:.3e}",
+                inp.len() / c,
+                tr.dispatches(),
+                cs.spikes,
+                gs.spikes,
+                cs.recon_error,
+                gs.recon_error,
+                d / scale
+            );
+            assert!(cs.spikes > 20, "the network should spike ({})", cs.spikes);
+            assert!(scale > 0.0, "W_slow should change");
+            let ds = (gs.spikes as f64 - cs.spikes as f64).abs();
+            assert!(ds <= 0.02 * cs.spikes as f64, "spikes {gs:?} vs {cs:?}");
+            assert!(d <= 1e-4 * scale, "W_slow differs by {d} (max |W| {scale})");
+            assert!((gs.recon_error - cs.recon_error).abs() <= 1e-3 * cs.recon_error.abs());
+            assert!((0..n).all(|i| gpu_nets[0].w_slow[i * n + i] == 0.0));
+        }
+    }
+}
+
+#[test]
+fn networks_trained_together_equal_each_alone() {
+    let Some(ctx) = context() else { return };
+    let (n, nc, c, steps) = (40, 8, 2, 80);
+    let nets: Vec<Network> = (0..3).map(|s| test_net(n, nc, c, true, 10 + s)).collect();
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|s| smooth_input(steps, c, 1.0, 20 + s))
+        .collect();
+    let targets: Vec<Vec<f32>> = nets
+        .iter()
+        .zip(&inputs)
+        .map(|(net, inp)| toy_teacher(net, inp))
+        .collect();
+    let seeds = [1u64, 2, 3];
+    let trial_idx = [0u32, 5, 9];
+    let (k, eta) = (100.0, 1e-4);
+    let inp: Vec<&[f32]> = inputs.iter().map(|v| &v[..]).collect();
+    let tgt: Vec<&[f32]> = targets.iter().map(|v| &v[..]).collect();
+
+    let run = |cap: usize| -> (Vec<Network>, Vec<TrainTrialStats>, (usize, usize)) {
+        let mut out = nets.clone();
+        let mut tr = GpuTrainer::with_max_nets_per_chunk(ctx.clone(), &out, cap).unwrap();
+        let st = tr
+            .train_trial(&inp, &tgt, k, eta, &seeds, &trial_idx)
+            .unwrap();
+        tr.download(&mut out).unwrap();
+        (out, st, tr.chunking())
+    };
+    let (together, st_together, chunking) = run(usize::MAX);
+    assert_eq!(chunking, (3, 1));
+    let (chunked, st_chunked, chunking) = run(2);
+    assert_eq!(chunking, (2, 2));
+    assert_eq!(st_chunked, st_together);
+    for i in 0..3 {
+        assert_eq!(chunked[i].w_slow, together[i].w_slow, "net {i} chunked");
+        let mut alone = vec![nets[i].clone()];
+        let mut tr = GpuTrainer::new(ctx.clone(), &alone).unwrap();
+        let st = tr
+            .train_trial(&[inp[i]], &[tgt[i]], k, eta, &[seeds[i]], &[trial_idx[i]])
+            .unwrap();
+        tr.download(&mut alone).unwrap();
+        assert_eq!(st[0], st_together[i], "net {i} stats");
+        assert_eq!(alone[0].w_slow, together[i].w_slow, "net {i} W_slow");
+        assert!(st[0].spikes > 20);
+        assert!(together[i].w_slow.iter().any(|&w| w != 0.0));
+    }
+    assert_ne!(together[0].w_slow, together[1].w_slow);
+    // upload restores weights: training again from the originals repeats the result
+    let mut again = nets.clone();
+    let mut tr = GpuTrainer::new(ctx.clone(), &again).unwrap();
+    tr.train_trial(&inp, &tgt, k, eta, &seeds, &trial_idx)
+        .unwrap();
+    tr.upload(&nets).unwrap();
+    let st = tr
+        .train_trial(&inp, &tgt, k, eta, &seeds, &trial_idx)
+        .unwrap();
+    tr.download(&mut again).unwrap();
+    assert_eq!(st, st_together);
+    for i in 0..3 {
+        assert_eq!(again[i].w_slow, together[i].w_slow);
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let Some(ctx) = context() else { return };
+    // a trainer on the context of an existing engine
+    let engine = GpuEngine::with_shared_context(ctx);
+    let ctx = engine.shared_context();
+    let net = test_net(24, 4, 2, true, 1);
+    let inp = smooth_input(10, 2, 1.0, 1);
+    let tgt = vec![0.1f32; 10 * 4];
+    assert!(matches!(
+        GpuTrainer::new(ctx.clone(), &[]),
+        Err(EngineError::InvalidJob(_))
+    ));
+    let other = test_net(28, 4, 2, true, 1);
+    assert!(matches!(
+        GpuTrainer::new(ctx.clone(), &[net.clone(), other.clone()]),
+        Err(EngineError::InvalidParams(_))
+    ));
+    let mut broken = net.clone();
+    broken.w_slow.pop();
+    assert!(matches!(
+        GpuTrainer::new(ctx.clone(), &[broken]),
+        Err(EngineError::Shape { .. })
+    ));
+    let mut tr = GpuTrainer::new(ctx.clone(), &[net.clone(), net.clone()]).unwrap();
+    let ok = |tr: &mut GpuTrainer, i: &[&[f32]], t: &[&[f32]], k: f32, s: &[u64], j: &[u32]| {
+        tr.train_trial(i, t, k, 1e-4, s, j)
+    };
+    let shape = |r: Result<Vec<TrainTrialStats>, EngineError>| {
+        assert!(matches!(r, Err(EngineError::Shape { .. })), "{r:?}");
+    };
+    // one network's data missing
+    shape(ok(&mut tr, &[&inp], &[&tgt], 10.0, &[1, 2], &[0, 1]));
+    shape(ok(&mut tr, &[&inp, &inp], &[&tgt], 10.0, &[1, 2], &[0, 1]));
+    shape(ok(
+        &mut tr,
+        &[&inp, &inp],
+        &[&tgt, &tgt],
+        10.0,
+        &[1],
+        &[0, 1],
+    ));
+    shape(ok(
+        &mut tr,
+        &[&inp, &inp],
+        &[&tgt, &tgt],
+        10.0,
+        &[1, 2],
+        &[0],
+    ));
+    // input not T x C, different T, target not T x Nc
+    shape(ok(
+        &mut tr,
+        &[&inp, &inp[..19]],
+        &[&tgt, &tgt],
+        10.0,
+        &[1, 2],
+        &[0, 1],
+    ));
+    shape(ok(
+        &mut tr,
+        &[&inp, &inp[..18]],
+        &[&tgt, &tgt],
+        10.0,
+        &[1, 2],
+        &[0, 1],
+    ));
+    shape(ok(
+        &mut tr,
+        &[&inp, &inp],
+        &[&tgt, &tgt[..36]],
+        10.0,
+        &[1, 2],
+        &[0, 1],
+    ));
+    let r = ok(
+        &mut tr,
+        &[&inp, &inp],
+        &[&tgt, &tgt],
+        f32::NAN,
+        &[1, 2],
+        &[0, 1],
+    );
+    assert!(matches!(r, Err(EngineError::InvalidParams(_))), "{r:?}");
+    // download into the wrong networks
+    let mut one = vec![net.clone()];
+    assert!(matches!(
+        tr.download(&mut one),
+        Err(EngineError::Shape { .. })
+    ));
+    let mut wrong = vec![other.clone(), other];
+    assert!(matches!(
+        tr.download(&mut wrong),
+        Err(EngineError::Shape { .. })
+    ));
+    // empty trials are fine (no steps, like the CPU trainer), and a good one still works
+    let st = ok(&mut tr, &[&[], &[]], &[&[], &[]], 10.0, &[1, 2], &[0, 1]).unwrap();
+    assert_eq!(st.len(), 2);
+    assert_eq!(st[0].spikes, 0);
+    let st = ok(
+        &mut tr,
+        &[&inp, &inp],
+        &[&tgt, &tgt],
+        10.0,
+        &[1, 2],
+        &[0, 1],
+    )
+    .unwrap();
+    assert_eq!(st.len(), 2);
+    let mut nets = vec![net.clone(), net];
+    tr.download(&mut nets).unwrap();
+}
