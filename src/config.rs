@@ -43,6 +43,7 @@ pub struct Config {
     pub teacher: TeacherConfig,
     pub snn: SnnParams,
     pub training: TrainingConfig,
+    pub evaluation: EvaluationConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             teacher: TeacherConfig::default(),
             snn: SnnParams::default(),
             training: TrainingConfig::default(),
+            evaluation: EvaluationConfig::default(),
         }
     }
 }
@@ -178,6 +180,62 @@ impl Default for TrainingConfig {
     }
 }
 
+/// The robustness study (DESIGN.md section 5).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Chip instances per level (test draws). 0: 1000 on a GPU, 32 on the CPU.
+    pub instances: u32,
+    /// Separate validation draws per level for the gain recalibration. 0: a quarter of
+    /// `instances`, at least 4.
+    pub val_instances: u32,
+    /// Fixed test trials every instance runs.
+    pub test_trials: usize,
+    /// Validation trials for the gain recalibration.
+    pub val_trials: usize,
+    /// Mismatch levels sigma in the paper's mode.
+    pub mismatch: Vec<f32>,
+    /// Mismatch levels in the full mode (W_fast, tau_fast and tau_out too).
+    pub mismatch_full: Vec<f32>,
+    /// Weight quantisation levels in bits.
+    pub bits: Vec<u32>,
+    /// Membrane noise levels (std in units of V_th - V_reset).
+    pub noise: Vec<f32>,
+    /// Silenced fractions.
+    pub silence: Vec<f32>,
+    /// Also evaluate every combination of two or more kinds.
+    pub grid: bool,
+    /// Output-gain grid for the recalibration.
+    pub gain_min: f32,
+    pub gain_max: f32,
+    pub gain_steps: usize,
+    /// Candidate scale factors of W_fast and W_slow, chosen per level on the validation draws
+    /// together with the gain (the paper scaled them by hand: 0.9 / 0.8 / 0.5 / 0.2 at 5 / 10 /
+    /// 20 / 30 % mismatch). [1.0] disables it.
+    pub recurrent_scales: Vec<f32>,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            instances: 0,
+            val_instances: 0,
+            test_trials: 100,
+            val_trials: 50,
+            mismatch: vec![0.05, 0.1, 0.2, 0.3],
+            mismatch_full: vec![],
+            bits: vec![2, 3, 4, 5, 6],
+            noise: vec![0.01, 0.05, 0.1],
+            silence: vec![0.4],
+            grid: false,
+            gain_min: 0.5,
+            gain_max: 5.5,
+            gain_steps: 100,
+            recurrent_scales: vec![1.0, 0.9, 0.8, 0.65, 0.5, 0.35, 0.2],
+        }
+    }
+}
+
 impl Config {
     /// Read and validate a config file. `name` is what errors call the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -257,6 +315,37 @@ impl Config {
         positive(&mut p, "training.test_trials", r.test_trials as f64);
         positive(&mut p, "training.networks", r.networks as f64);
 
+        let e = &self.evaluation;
+        positive(&mut p, "evaluation.test_trials", e.test_trials as f64);
+        positive(&mut p, "evaluation.val_trials", e.val_trials as f64);
+        for (key, list) in [
+            ("evaluation.mismatch", &e.mismatch),
+            ("evaluation.mismatch_full", &e.mismatch_full),
+            ("evaluation.noise", &e.noise),
+        ] {
+            for &v in list.iter() {
+                non_negative(&mut p, key, v as f64);
+            }
+        }
+        for &v in &e.silence {
+            in_unit(&mut p, "evaluation.silence", v as f64);
+        }
+        for &b in &e.bits {
+            if !(1..=16).contains(&b) {
+                p.push(format!("evaluation.bits must be in 1..=16, got {b}"));
+            }
+        }
+        positive(&mut p, "evaluation.gain_min", e.gain_min as f64);
+        if e.gain_max < e.gain_min {
+            p.push(format!(
+                "evaluation.gain_max must be >= evaluation.gain_min ({}), got {}",
+                e.gain_min, e.gain_max
+            ));
+        }
+        positive(&mut p, "evaluation.gain_steps", e.gain_steps as f64);
+        for &v in &e.recurrent_scales {
+            non_negative(&mut p, "evaluation.recurrent_scales", v as f64);
+        }
         if let Err(m) = self.snn.validate() {
             p.push(format!("snn.{m}"));
         }
@@ -393,5 +482,8 @@ impl RunDir {
     }
     pub fn task(&self) -> PathBuf {
         self.root.join("task")
+    }
+    pub fn robustness(&self) -> PathBuf {
+        self.root.join("robustness")
     }
 }

@@ -13,6 +13,7 @@ pub mod learn;
 pub mod report;
 pub mod snn;
 pub mod stages;
+pub mod study;
 pub mod tasks;
 pub mod teacher;
 

@@ -28,8 +28,16 @@ enum Command {
     /// Train the spiking Network ADS on the teacher's dynamics and write DIR/snn/
     /// (trains the teacher first when DIR/teacher/ is missing).
     Train(TrainArgs),
-    /// Run the whole pipeline as far as it exists: teacher, then spiking network.
+    /// Run the whole pipeline: teacher, spiking network, robustness study and report
+    /// (finished stages are kept).
     Run(TrainArgs),
+    /// Robustness study of DIR/snn/ on Monte-Carlo chip ensembles (mismatch, quantisation,
+    /// noise, silencing; [evaluation] section, each key settable with --set); writes
+    /// DIR/robustness/.
+    Evaluate(EvaluateArgs),
+    /// Sweep config keys over a cartesian grid, each point a full pipeline run in
+    /// DIR/points/<point>/; finished points are skipped, so an interrupted sweep resumes.
+    Sweep(SweepArgs),
     /// Measure ensemble simulation throughput (neuron-steps/s, synaptic events/s).
     Bench(BenchArgs),
 }
@@ -64,6 +72,38 @@ struct TrainArgs {
     /// validation (overrides training.networks).
     #[arg(long)]
     networks: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Other run folders whose trained networks are evaluated on the identical instance draws
+    /// and compared with this one (paired Wilcoxon signed-rank test per level).
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    compare: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Base experiment file (TOML).
+    #[arg(long, short, default_value = "configs/xor.toml")]
+    config: PathBuf,
+    /// Sweep folder.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// A swept key and its values, e.g. --set snn.n=160,320 (repeatable; the grid is the
+    /// cartesian product).
+    #[arg(long = "set", value_name = "KEY=V1,V2,...", required = true)]
+    set: Vec<String>,
+    /// The figure plotted against each swept key (a column of sweep.csv).
+    #[arg(long, default_value = "snn.test_accuracy")]
+    metric: String,
+    /// Stop after computing this many new points (the rest run on the next call).
+    #[arg(long)]
+    max_points: Option<usize>,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
 }
 
 #[derive(Args)]
@@ -139,6 +179,66 @@ fn print_teacher(m: &robust_snn::teacher::TeacherMetrics, run: &RunDir) {
     );
 }
 
+fn print_snn(m: &stages::SnnMetrics, run: &RunDir) {
+    println!(
+        "spiking network ({}, N = {}): test accuracy {:.4} (teacher {:.4}) on {} trials, R {:.3}, {:.1} Hz, {} epochs in {:.0} s -> {}",
+        m.task,
+        m.n,
+        m.test_accuracy,
+        m.teacher_test_accuracy,
+        m.test_trials,
+        m.reconstruction_error,
+        m.mean_rate_hz,
+        m.epochs,
+        m.train_seconds,
+        run.snn().display()
+    );
+}
+
+fn print_study(o: &robust_snn::study::StudyOutcome, run: &RunDir) {
+    println!(
+        "robustness ({} instances per level, {:.0} s) -> {}",
+        o.instances,
+        o.seconds,
+        run.robustness().join("report.md").display()
+    );
+    for l in &o.levels {
+        println!(
+            "  {:<24} accuracy {:.3} [{:.3}, {:.3}]  recalibrated {:.3} [{:.3}, {:.3}]",
+            format!("{} {}", l.network, l.level),
+            l.accuracy.median,
+            l.accuracy.q25,
+            l.accuracy.q75,
+            l.accuracy_recalibrated.median,
+            l.accuracy_recalibrated.q25,
+            l.accuracy_recalibrated.q75
+        );
+    }
+}
+
+/// Config, backend and run folder of `train` and `run`.
+fn train_setup(a: &TrainArgs) -> anyhow::Result<(Config, backend::Resolved, RunDir)> {
+    let out = &a.common.out;
+    if a.common.config.is_none()
+        && !out.join("config.toml").is_file()
+        && !out
+            .join("teacher")
+            .join(robust_snn::teacher::WEIGHTS_FILE)
+            .is_file()
+    {
+        anyhow::bail!(
+            "{}: no teacher/ and no config.toml in this run folder; pass --config FILE",
+            out.display()
+        );
+    }
+    let mut cfg = a.common.load()?;
+    if let Some(n) = a.networks {
+        cfg = cfg.with_override("training.networks", &n.to_string(), "--networks")?;
+    }
+    let resolved = backend::resolve(a.common.backend)?;
+    Ok((cfg, resolved, RunDir::new(out)))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Task(c) => {
@@ -154,26 +254,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = stages::teacher(&cfg, &run, &resolved).context("training the teacher")?;
             print_teacher(&m, &run);
         }
-        Command::Train(a) | Command::Run(a) => {
-            let out = &a.common.out;
-            if a.common.config.is_none()
-                && !out.join("config.toml").is_file()
-                && !out
-                    .join("teacher")
-                    .join(robust_snn::teacher::WEIGHTS_FILE)
-                    .is_file()
-            {
-                anyhow::bail!(
-                    "{}: no teacher/ and no config.toml in this run folder; pass --config FILE",
-                    out.display()
-                );
-            }
-            let mut cfg = a.common.load()?;
-            if let Some(n) = a.networks {
-                cfg = cfg.with_override("training.networks", &n.to_string(), "--networks")?;
-            }
-            let resolved = backend::resolve(a.common.backend)?;
-            let run = RunDir::new(&a.common.out);
+        Command::Train(a) => {
+            let (cfg, resolved, run) = train_setup(&a)?;
             if !run
                 .teacher()
                 .join(robust_snn::teacher::WEIGHTS_FILE)
@@ -184,18 +266,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let m = stages::train_snn(&cfg, &run, &resolved, a.resume)
                 .context("training the spiking network")?;
+            print_snn(&m, &run);
+        }
+        Command::Run(a) => {
+            let (cfg, resolved, run) = train_setup(&a)?;
+            let s = stages::pipeline(&cfg, &run, &resolved, a.resume)
+                .context("running the pipeline")?;
+            if let Some(m) = &s.teacher {
+                print_teacher(m, &run);
+            }
+            if let Some(m) = &s.snn {
+                print_snn(m, &run);
+            }
+            print_study(&s.robustness, &run);
+        }
+        Command::Evaluate(a) => {
+            let cfg = a.common.load()?;
+            let resolved = backend::resolve(a.common.backend)?;
+            let run = RunDir::new(&a.common.out);
+            let o = robust_snn::study::run_study(
+                &cfg,
+                &run,
+                &resolved,
+                &a.compare,
+                stages::interactive(),
+            )
+            .context("running the robustness study")?;
+            print_study(&o, &run);
+        }
+        Command::Sweep(a) => {
+            let file = a.config.display().to_string();
+            let cfg = Config::load(&a.config)?;
+            let axes = a
+                .set
+                .iter()
+                .map(|s| robust_snn::study::sweep::parse_axis(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            // Every point's config is checked before anything is written.
+            robust_snn::study::sweep::configs(&cfg, &file, &axes)?;
+            let resolved = backend::resolve(a.backend)?;
+            let o = robust_snn::study::sweep::run_sweep(
+                &cfg,
+                &file,
+                &a.out,
+                &axes,
+                &resolved,
+                &a.metric,
+                a.max_points,
+            )
+            .context("running the sweep")?;
             println!(
-                "spiking network ({}, N = {}): test accuracy {:.4} (teacher {:.4}) on {} trials, R {:.3}, {:.1} Hz, {} epochs in {:.0} s -> {}",
-                m.task,
-                m.n,
-                m.test_accuracy,
-                m.teacher_test_accuracy,
-                m.test_trials,
-                m.reconstruction_error,
-                m.mean_rate_hz,
-                m.epochs,
-                m.train_seconds,
-                run.snn().display()
+                "sweep: {} points ({} computed now, {} already done) -> {}",
+                o.points.len(),
+                o.computed,
+                o.skipped,
+                o.csv.display()
             );
         }
         Command::Bench(b) => {

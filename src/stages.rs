@@ -410,3 +410,83 @@ fn snn_plots(
     )?;
     Ok(())
 }
+
+/// What `run` produced, stage by stage.
+#[derive(Clone, Debug)]
+pub struct PipelineSummary {
+    pub teacher: Option<crate::teacher::TeacherMetrics>,
+    pub snn: Option<SnnMetrics>,
+    pub robustness: crate::study::StudyOutcome,
+}
+
+impl PipelineSummary {
+    /// Flat figures for sweep tables: `teacher.test_accuracy`, `snn.test_accuracy`, ...,
+    /// `robustness.<level>.accuracy_recalibrated`.
+    pub fn flatten(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut m = std::collections::BTreeMap::new();
+        if let Some(t) = &self.teacher {
+            m.insert("teacher.test_accuracy".into(), t.test_accuracy);
+        }
+        if let Some(s) = &self.snn {
+            m.insert("snn.test_accuracy".into(), s.test_accuracy);
+            m.insert("snn.reconstruction_error".into(), s.reconstruction_error);
+            m.insert("snn.mean_rate_hz".into(), s.mean_rate_hz);
+        }
+        for l in &self.robustness.levels {
+            m.insert(
+                format!("robustness.{}.accuracy", l.level),
+                l.accuracy.median,
+            );
+            m.insert(
+                format!("robustness.{}.accuracy_recalibrated", l.level),
+                l.accuracy_recalibrated.median,
+            );
+        }
+        m
+    }
+}
+
+/// Read a stage's metrics file when the stage already ran.
+fn read_metrics<T: serde::de::DeserializeOwned>(dir: &Path) -> Option<T> {
+    std::fs::read_to_string(dir.join("metrics.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),
+/// then the robustness study and its report.
+pub fn pipeline(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    resume: bool,
+) -> Result<PipelineSummary, Error> {
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    write_config(cfg, run)?;
+    let teacher_m = if done(&run.teacher()) {
+        read_metrics(&run.teacher())
+    } else {
+        let m = teacher(cfg, run, backend)?;
+        eprintln!(
+            "teacher: test accuracy {:.4} ({:.0} s)",
+            m.test_accuracy, m.train_seconds
+        );
+        Some(m)
+    };
+    let snn_m = if done(&run.snn()) && !resume {
+        read_metrics(&run.snn())
+    } else {
+        let m = train_snn(cfg, run, backend, resume)?;
+        eprintln!(
+            "spiking network: test accuracy {:.4}, R {:.3}, {:.1} Hz ({:.0} s)",
+            m.test_accuracy, m.reconstruction_error, m.mean_rate_hz, m.train_seconds
+        );
+        Some(m)
+    };
+    let robustness = crate::study::run_study(cfg, run, backend, &[], interactive())?;
+    Ok(PipelineSummary {
+        teacher: teacher_m,
+        snn: snn_m,
+        robustness,
+    })
+}

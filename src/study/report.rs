@@ -1,0 +1,234 @@
+//! What a study writes: `instances.csv`, `summary.json`, `report.md` and `plots/`.
+
+use super::StudyOutcome;
+use super::evaluate::{InstanceRow, LevelSummary};
+use super::stats::Quartiles;
+use crate::error::Error;
+use crate::report::StagedDir;
+use crate::report::plot::Panel;
+
+/// The paper's medians for Network ADS with W_fast on its audio task (DESIGN.md section 5),
+/// shown beside ours for orientation: the tasks differ, so only the trend compares.
+pub const PAPER_AUDIO: &[(&str, f64)] = &[
+    ("unperturbed", 0.888),
+    ("mismatch=0.05", 0.868),
+    ("mismatch=0.1", 0.810),
+    ("mismatch=0.2", 0.671),
+    ("bits=4", 0.805),
+    ("noise=0.1", 0.712),
+    ("silence=0.4", 0.780),
+];
+
+fn q(x: &Quartiles) -> String {
+    format!("{:.3} [{:.3}, {:.3}]", x.median, x.q25, x.q75)
+}
+
+/// The whole study into `stage`.
+pub fn write_all(
+    stage: &StagedDir,
+    outcome: &StudyOutcome,
+    rows: &[InstanceRow],
+) -> Result<(), Error> {
+    let io = |p: &std::path::Path, e: std::io::Error| Error::io(p, e);
+    let mut csv = String::from(
+        "network,kind,value,level,instance,seed,accuracy,accuracy_recalibrated,mse,reconstruction_error,mean_rate_hz,mean_rate_hz_recalibrated,gain,recurrent_scale\n",
+    );
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{}\n",
+            r.network,
+            r.kind,
+            r.value,
+            r.level,
+            r.instance,
+            r.seed,
+            r.accuracy,
+            r.accuracy_recalibrated,
+            r.mse,
+            r.reconstruction_error,
+            r.mean_rate_hz,
+            r.mean_rate_hz_recalibrated,
+            r.gain,
+            r.recurrent_scale
+        ));
+    }
+    let p = stage.join("instances.csv");
+    crate::report::write_atomic(&p, csv.as_bytes()).map_err(|e| io(&p, e))?;
+    let p = stage.join("summary.json");
+    crate::report::write_json(&p, outcome).map_err(|e| io(&p, e))?;
+    let p = stage.join("report.md");
+    crate::report::write_atomic(&p, markdown(outcome).as_bytes()).map_err(|e| io(&p, e))?;
+    std::fs::create_dir_all(stage.join("plots")).map_err(|e| io(&stage.join("plots"), e))?;
+    plots(stage, outcome, rows)?;
+    Ok(())
+}
+
+/// The tables in the paper's form: median [inter-quartile range] over instances.
+pub fn markdown(o: &StudyOutcome) -> String {
+    let mut s = format!(
+        "# Robustness study: {}\n\n{} chip instances per level (test draws), {} separate validation draws for the \
+         gain recalibration, {} test trials and {} validation trials; seed {}; engine {}; {:.0} s.\n\n\
+         Figures are median [25th, 75th percentile] over instances. **raw**: the network as trained. \
+         **recalibrated**: one output gain and one scale of W_fast and W_slow per (network, level), chosen \
+         on the validation trials and separate validation draws and applied to the test draws (the paper \
+         re-tuned the gain the same way and scaled the recurrent weights by hand per level).\n\n",
+        o.task,
+        o.instances,
+        o.val_instances,
+        o.test_trials,
+        o.val_trials,
+        o.seed,
+        o.backend,
+        o.seconds
+    );
+    let mut networks: Vec<&str> = Vec::new();
+    for l in &o.levels {
+        if !networks.contains(&l.network.as_str()) {
+            networks.push(&l.network);
+        }
+    }
+    for net in networks {
+        s.push_str(&format!("## Network `{net}`\n\n"));
+        s.push_str("| level | accuracy (raw) | accuracy (recalibrated) | gain | recurrent scale | output MSE (raw) | reconstruction error R (raw) | rate (Hz, raw) | paper, audio task |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for l in o.levels.iter().filter(|l| l.network == net) {
+            let paper = PAPER_AUDIO
+                .iter()
+                .find(|(k, _)| *k == l.level)
+                .map(|(_, v)| format!("{v:.3}"))
+                .unwrap_or_else(|| "–".into());
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+                l.level,
+                q(&l.accuracy),
+                q(&l.accuracy_recalibrated),
+                l.gain,
+                l.recurrent_scale,
+                q(&l.mse),
+                q(&l.reconstruction_error),
+                q(&l.mean_rate_hz),
+                paper
+            ));
+        }
+        s.push('\n');
+    }
+    s.push_str(
+        "The paper's column: Büchel et al. 2021, Network ADS with W_fast on the \"Hey Snips\" audio task \
+         (recalibrated medians). It is a different task, shown for the trend only.\n\n",
+    );
+    if !o.comparisons.is_empty() {
+        s.push_str("## Paired comparisons\n\nPer level, each network against the first on identical instance draws: \
+                    two-sided Wilcoxon signed-rank test of the per-instance recalibrated accuracy.\n\n");
+        s.push_str("| level | baseline | other | median baseline | median other | W+ | W- | p | method |\n|---|---|---|---|---|---|---|---|---|\n");
+        for c in &o.comparisons {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2e} | {} |\n",
+                c.level,
+                c.baseline,
+                c.other,
+                c.median_baseline,
+                c.median_other,
+                c.test.w_plus,
+                c.test.w_minus,
+                c.test.p_value,
+                c.test.method
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn plots(stage: &StagedDir, o: &StudyOutcome, rows: &[InstanceRow]) -> Result<(), Error> {
+    let first = o
+        .levels
+        .first()
+        .map(|l| l.network.clone())
+        .unwrap_or_default();
+    let of = |kinds: &[&str], f: &dyn Fn(&InstanceRow) -> f64| -> Vec<(String, Vec<f64>)> {
+        let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.network == first && kinds.contains(&r.kind.as_str()))
+        {
+            let label = if r.kind == "none" {
+                "0".to_string()
+            } else {
+                format!("{}", r.value)
+            };
+            match groups.iter_mut().find(|g| g.0 == label) {
+                Some(g) => g.1.push(f(r)),
+                None => groups.push((label, vec![f(r)])),
+            }
+        }
+        groups
+    };
+    let figures = [
+        (
+            "accuracy_vs_mismatch.png",
+            "Accuracy against mismatch (paper mode)",
+            "mismatch sigma",
+            vec!["none", "mismatch"],
+        ),
+        (
+            "accuracy_vs_mismatch_full.png",
+            "Accuracy against mismatch (full mode)",
+            "mismatch sigma",
+            vec!["none", "mismatch_full"],
+        ),
+        (
+            "accuracy_vs_bits.png",
+            "Accuracy against weight precision",
+            "bits (0 = full precision)",
+            vec!["none", "bits"],
+        ),
+        (
+            "accuracy_vs_noise.png",
+            "Accuracy against membrane noise",
+            "noise sigma",
+            vec!["none", "noise"],
+        ),
+        (
+            "intact_vs_silenced.png",
+            "Intact versus silenced neurons",
+            "silenced fraction",
+            vec!["none", "silence"],
+        ),
+    ];
+    for (file, title, x_label, kinds) in figures {
+        let raw = of(&kinds, &|r| r.accuracy);
+        if raw.len() < 2 {
+            continue;
+        }
+        let recal = of(&kinds, &|r| r.accuracy_recalibrated);
+        crate::report::plot::boxes(
+            &stage.join(&format!("plots/{file}")),
+            title,
+            x_label,
+            "accuracy per instance",
+            &raw,
+            Some(("raw", "recalibrated", &recal)),
+        )?;
+    }
+    let all: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.network == first && r.kind != "none")
+        .map(|r| r.accuracy_recalibrated)
+        .collect();
+    crate::report::plot::histogram(
+        &stage.join("plots/accuracy_distribution.png"),
+        "Per-instance recalibrated accuracy, all perturbed levels",
+        "accuracy",
+        &all,
+        20,
+    )?;
+    let _ = Panel::default;
+    Ok(())
+}
+
+/// Rows of one level (used by tests and comparisons).
+pub fn level_rows<'a>(rows: &'a [InstanceRow], summary: &LevelSummary) -> Vec<&'a InstanceRow> {
+    rows.iter()
+        .filter(|r| r.network == summary.network && r.level == summary.level)
+        .collect()
+}

@@ -1,0 +1,283 @@
+//! Parameter sweeps: the cartesian grid over config keys, each point a full pipeline run in its
+//! own folder, finished points skipped, so an interrupted sweep resumes where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Resolved;
+use crate::config::{Config, RunDir};
+use crate::error::Error;
+
+/// One swept key and its values, from `--set key=v1,v2,...`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Parse `key=v1,v2,...`. Commas inside brackets or quotes do not split (so TOML arrays work).
+pub fn parse_axis(arg: &str) -> Result<Axis, String> {
+    let (key, rest) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("--set {arg}: expected KEY=V1,V2,..."))?;
+    let key = key.trim();
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(format!("--set {arg}: `{key}` is not a config key"));
+    }
+    let (mut values, mut cur, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, false);
+    for ch in rest.chars() {
+        match ch {
+            '"' => quote = !quote,
+            '[' if !quote => depth += 1,
+            ']' if !quote => depth -= 1,
+            ',' if !quote && depth == 0 => {
+                values.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    values.push(cur.trim().to_string());
+    if values.iter().any(|v| v.is_empty()) {
+        return Err(format!("--set {arg}: empty value for `{key}`"));
+    }
+    Ok(Axis {
+        key: key.to_string(),
+        values,
+    })
+}
+
+/// Every combination, the first axis varying slowest.
+pub fn grid(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                axis.values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((axis.key.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// A folder name for a point: `key=value` pairs joined by `__`, filesystem-safe.
+pub fn point_name(assign: &[(String, String)]) -> String {
+    let raw: Vec<String> = assign.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    raw.join("__")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "=._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// What a finished point records (`points/<name>/point.json`, written last).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PointRecord {
+    pub name: String,
+    pub assignments: Vec<(String, String)>,
+    /// Flattened figures: `teacher.test_accuracy`, `snn.test_accuracy`, ...,
+    /// `robustness.<level>.accuracy_recalibrated`.
+    pub metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+}
+
+/// The outcome of a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepOutcome {
+    pub points: Vec<PointRecord>,
+    pub computed: usize,
+    pub skipped: usize,
+    pub csv: PathBuf,
+}
+
+/// Build every point's config first, so a bad key or value fails before anything runs.
+pub fn configs(
+    base: &Config,
+    file: &str,
+    axes: &[Axis],
+) -> Result<Vec<(Vec<(String, String)>, Config)>, Error> {
+    grid(axes)
+        .into_iter()
+        .map(|assign| {
+            let mut cfg = base.clone();
+            for (k, v) in &assign {
+                cfg = cfg.with_override(k, v, file)?;
+            }
+            Ok((assign, cfg))
+        })
+        .collect()
+}
+
+/// Run (or resume) a sweep into `out`. `max_points` stops after that many newly computed points
+/// (None: all), which is how an interruption is simulated in the tests.
+pub fn run_sweep(
+    base: &Config,
+    file: &str,
+    out: &Path,
+    axes: &[Axis],
+    backend: &Resolved,
+    metric: &str,
+    max_points: Option<usize>,
+) -> Result<SweepOutcome, Error> {
+    let points = configs(base, file, axes)?;
+    let io = |p: &Path, e: std::io::Error| Error::io(p, e);
+    std::fs::create_dir_all(out.join("points")).map_err(|e| io(out, e))?;
+    let pb = crate::report::progress_bar(points.len() as u64, "sweep");
+    if !crate::stages::interactive() {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let (mut records, mut computed, mut skipped) = (Vec::new(), 0usize, 0usize);
+    for (assign, cfg) in points {
+        let name = point_name(&assign);
+        let dir = out.join("points").join(&name);
+        let record_path = dir.join("point.json");
+        if let Ok(text) = std::fs::read_to_string(&record_path)
+            && let Ok(rec) = serde_json::from_str::<PointRecord>(&text)
+        {
+            skipped += 1;
+            records.push(rec);
+            pb.inc(1);
+            continue;
+        }
+        if max_points.is_some_and(|m| computed >= m) {
+            break;
+        }
+        pb.set_message(name.clone());
+        eprintln!("sweep point {}: {name}", records.len() + 1);
+        let t0 = std::time::Instant::now();
+        let summary = crate::stages::pipeline(&cfg, &RunDir::new(&dir), backend, false)?;
+        let rec = PointRecord {
+            name,
+            assignments: assign,
+            metrics: summary.flatten(),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        crate::report::write_json(&record_path, &rec).map_err(|e| io(&record_path, e))?;
+        computed += 1;
+        records.push(rec);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let csv = out.join("sweep.csv");
+    write_csv(&csv, axes, &records)?;
+    plot_metric(out, axes, &records, metric)?;
+    Ok(SweepOutcome {
+        points: records,
+        computed,
+        skipped,
+        csv,
+    })
+}
+
+fn write_csv(path: &Path, axes: &[Axis], records: &[PointRecord]) -> Result<(), Error> {
+    let mut metric_keys: Vec<&String> = Vec::new();
+    for r in records {
+        for k in r.metrics.keys() {
+            if !metric_keys.contains(&k) {
+                metric_keys.push(k);
+            }
+        }
+    }
+    let mut s = String::from("point");
+    for a in axes {
+        s.push_str(&format!(",{}", a.key));
+    }
+    for k in &metric_keys {
+        s.push_str(&format!(",{k}"));
+    }
+    s.push_str(",seconds\n");
+    for r in records {
+        s.push_str(&r.name);
+        for (_, v) in &r.assignments {
+            s.push_str(&format!(",{}", v.replace(',', ";")));
+        }
+        for k in &metric_keys {
+            match r.metrics.get(*k) {
+                Some(v) => s.push_str(&format!(",{v}")),
+                None => s.push(','),
+            }
+        }
+        s.push_str(&format!(",{}\n", r.seconds));
+    }
+    crate::report::write_atomic(path, s.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// The chosen metric against each swept key (one panel per key; other keys' values averaged).
+fn plot_metric(
+    out: &Path,
+    axes: &[Axis],
+    records: &[PointRecord],
+    metric: &str,
+) -> Result<(), Error> {
+    use crate::report::plot::{Panel, Series};
+    let mut panels = Vec::new();
+    for (ai, axis) in axes.iter().enumerate() {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for (vi, v) in axis.values.iter().enumerate() {
+            let vals: Vec<f64> = records
+                .iter()
+                .filter(|r| r.assignments.get(ai).map(|a| &a.1) == Some(v))
+                .filter_map(|r| r.metrics.get(metric).copied())
+                .collect();
+            if vals.is_empty() {
+                continue;
+            }
+            xs.push(v.parse::<f64>().unwrap_or(vi as f64));
+            ys.push(vals.iter().sum::<f64>() / vals.len() as f64);
+        }
+        panels.push(Panel {
+            title: format!("{metric} against {}", axis.key),
+            x_label: axis.key.clone(),
+            y_label: metric.to_string(),
+            series: vec![Series::new(metric, xs, ys)],
+            log_y: false,
+        });
+    }
+    if panels.is_empty() {
+        return Ok(());
+    }
+    crate::report::plot::panels(&out.join("sweep.png"), "Sweep", &panels, 900, 320)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_parse_and_grid_is_cartesian() {
+        let a = parse_axis("snn.n=100,200").unwrap();
+        assert_eq!(a.values, vec!["100", "200"]);
+        let b = parse_axis("evaluation.mismatch=[0.1,0.2],[0.3]").unwrap();
+        assert_eq!(b.values, vec!["[0.1,0.2]", "[0.3]"]);
+        let g = grid(&[a, b]);
+        assert_eq!(g.len(), 4);
+        assert_eq!(
+            g[1],
+            vec![
+                ("snn.n".to_string(), "100".to_string()),
+                ("evaluation.mismatch".to_string(), "[0.3]".to_string())
+            ]
+        );
+        assert_eq!(
+            point_name(&g[0]),
+            "snn.n=100__evaluation.mismatch=_0.1_0.2_"
+        );
+        assert!(parse_axis("nokey").is_err());
+        assert!(parse_axis("snn.n=1,,2").unwrap_err().contains("snn.n"));
+    }
+}

@@ -1,0 +1,358 @@
+//! Robustness studies and sweeps: exact reference levels, recalibration isolation, resumable
+//! sweeps, and clear errors.
+
+use std::process::Command;
+
+use robust_snn::chip::Perturbation;
+use robust_snn::engine::CpuEngine;
+use robust_snn::snn::{Network, SnnParams};
+use robust_snn::study::evaluate::{
+    Prepared, StudySpec, VALIDATION_INSTANCE_BASE, choose_gain, evaluate_level,
+};
+use robust_snn::study::levels::{Level, LevelKind};
+use robust_snn::tasks::Task;
+use robust_snn::tasks::xor::{XorParams, XorTask};
+use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
+
+fn setup() -> (TeacherWeights, XorTask, Network, StudySpec) {
+    let teacher = TeacherWeights::init(
+        12,
+        1,
+        1,
+        &TeacherInit {
+            input_scale: 10.0,
+            spectral_radius: 0.95,
+            tau_init_min_ms: 15.0,
+            tau_init_max_ms: 100.0,
+        },
+        4,
+    );
+    let task = XorTask::new(XorParams::default(), 3);
+    let net = Network::init(
+        SnnParams {
+            n: 40,
+            ..SnnParams::default()
+        },
+        teacher.w_in.clone(),
+        teacher.w_out.clone(),
+        12,
+        1,
+        1,
+        2,
+    )
+    .unwrap();
+    let spec = StudySpec {
+        instances: 3,
+        val_instances: 2,
+        test_trials: 4,
+        val_trials: 3,
+        gain_min: 0.5,
+        gain_max: 3.0,
+        gain_steps: 6,
+        recurrent_scales: vec![1.0, 0.5],
+        seed: 11,
+    };
+    (teacher, task, net, spec)
+}
+
+fn level(kind: LevelKind, value: f64, p: Perturbation) -> Level {
+    Level {
+        kind,
+        value,
+        label: format!("{}={value}", kind.as_str()),
+        perturbation: p,
+    }
+}
+
+#[test]
+fn zero_mismatch_level_reproduces_the_unperturbed_network_exactly() {
+    let (teacher, task, net, spec) = setup();
+    let data = Prepared::new(&task, &teacher, &spec);
+    let none = level(LevelKind::None, 0.0, Perturbation::default());
+    let zero = level(
+        LevelKind::Mismatch,
+        0.0,
+        Perturbation {
+            mismatch: 0.0,
+            ..Perturbation::default()
+        },
+    );
+    let (a, sa) =
+        evaluate_level(&CpuEngine, &net, "n", &task, &data, &none, &spec, &|_| {}).unwrap();
+    let (b, sb) =
+        evaluate_level(&CpuEngine, &net, "n", &task, &data, &zero, &spec, &|_| {}).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (x.accuracy, x.mse, x.mean_rate_hz, x.reconstruction_error),
+            (y.accuracy, y.mse, y.mean_rate_hz, y.reconstruction_error)
+        );
+    }
+    assert_eq!(sa.accuracy, sb.accuracy);
+    assert_eq!(sa.gain, sb.gain);
+    assert_eq!(a.len(), 3);
+}
+
+#[test]
+fn recalibration_sees_only_validation_trials_and_draws() {
+    // The gain depends only on validation outputs: changing the test set changes nothing.
+    let (teacher, task, net, spec) = setup();
+    let lvl = level(
+        LevelKind::Mismatch,
+        0.2,
+        Perturbation {
+            mismatch: 0.2,
+            ..Perturbation::default()
+        },
+    );
+    let d1 = Prepared::new(&task, &teacher, &spec);
+    let spec2 = StudySpec {
+        test_trials: 7,
+        instances: 5,
+        ..spec.clone()
+    };
+    let d2 = Prepared::new(&task, &teacher, &spec2);
+    let (_, s1) = evaluate_level(&CpuEngine, &net, "n", &task, &d1, &lvl, &spec, &|_| {}).unwrap();
+    let (_, s2) = evaluate_level(&CpuEngine, &net, "n", &task, &d2, &lvl, &spec2, &|_| {}).unwrap();
+    assert_eq!(
+        (s1.gain, s1.recurrent_scale, s1.val_accuracy_at_gain),
+        (s2.gain, s2.recurrent_scale, s2.val_accuracy_at_gain)
+    );
+    // Validation and test chips are disjoint instance ranges.
+    assert!(spec2.instances < VALIDATION_INSTANCE_BASE);
+    // choose_gain: a gain that makes the validation trials right is found, ties go to 1.
+    let trials: Vec<_> = (0..4)
+        .map(|i| task.trial(robust_snn::tasks::Split::Validation, i))
+        .collect();
+    let half: Vec<Vec<Vec<f32>>> = vec![
+        trials
+            .iter()
+            .map(|t| t.target.iter().map(|v| v * 0.4).collect())
+            .collect(),
+    ];
+    let (g, acc) = choose_gain(&task, &trials, &half, &[0.5, 1.0, 2.0, 3.0]);
+    assert_eq!((g, acc), (2.0, 1.0));
+    let exact: Vec<Vec<Vec<f32>>> = vec![trials.iter().map(|t| t.target.clone()).collect()];
+    assert_eq!(choose_gain(&task, &trials, &exact, &[0.8, 1.0, 2.0]).0, 1.0);
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_robust-snn"))
+}
+
+const TINY: &[&str] = &[
+    "--set",
+    "teacher.hidden=8",
+    "--set",
+    "teacher.epochs=1",
+    "--set",
+    "teacher.batches_per_epoch=1",
+    "--set",
+    "teacher.batch_size=2",
+    "--set",
+    "teacher.val_trials=2",
+    "--set",
+    "teacher.test_trials=2",
+    "--set",
+    "snn.n=24",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "training.samples_per_epoch=1",
+    "--set",
+    "training.val_trials=1",
+    "--set",
+    "training.test_trials=2",
+];
+
+#[test]
+fn sweep_resumes_after_an_interruption_computing_each_point_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny base config written out, so the sweep's --set only names the swept keys.
+    let base = dir.path().join("base.toml");
+    std::fs::write(
+        &base,
+        "seed = 2\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
+         [snn]\nn = 24\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
+         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("sweep");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "sweep",
+            "--config",
+            base.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--set",
+            "snn.n=16,24",
+            "--set",
+            "training.eta=1e-6,2e-6",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let o = bin().args(args(&["--max-points", "3"])).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let points = out.join("points");
+    let done = |p: &std::path::Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("point.json").is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().to_string(),
+                    std::fs::metadata(e.path().join("point.json"))
+                        .unwrap()
+                        .modified()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let first = done(&points);
+    assert_eq!(
+        first.len(),
+        3,
+        "the interrupted sweep should have finished 3 points"
+    );
+    let o = bin().args(args(&[])).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("1 computed now, 3 already done"),
+        "{stdout}"
+    );
+    let second = done(&points);
+    assert_eq!(second.len(), 4);
+    for (name, t) in &first {
+        assert_eq!(
+            second.iter().find(|(n, _)| n == name).unwrap().1,
+            *t,
+            "{name} was recomputed"
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().next().unwrap().contains("snn.test_accuracy"));
+    assert!(out.join("sweep.png").is_file());
+}
+
+#[test]
+fn malformed_set_keys_and_values_are_rejected_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let o_s = out.to_str().unwrap();
+    for (set, want) in [
+        ("snn.nn=1,2", "snn.nn"),
+        ("snn.n=ten,20", "snn.n"),
+        ("snn.n=-3", "snn.n"),
+        ("nokey", "nokey"),
+        ("evaluation.silence=[1.5]", "evaluation.silence"),
+    ] {
+        let o = bin()
+            .args(["sweep", "--out", o_s, "--backend", "cpu", "--set", set])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{set} accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{set}: {err}");
+        assert!(!out.exists(), "{set}: wrote output");
+    }
+    let _ = TINY;
+}
+
+#[test]
+fn evaluate_writes_the_study_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let mut args: Vec<&str> = vec![
+        "run",
+        "--config",
+        "configs/xor.toml",
+        "--out",
+        r,
+        "--backend",
+        "cpu",
+    ];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--set",
+        "evaluation.instances=3",
+        "--set",
+        "evaluation.val_instances=2",
+        "--set",
+        "evaluation.test_trials=2",
+        "--set",
+        "evaluation.val_trials=2",
+        "--set",
+        "evaluation.mismatch=[0.2]",
+        "--set",
+        "evaluation.bits=[4]",
+        "--set",
+        "evaluation.noise=[0.05]",
+        "--set",
+        "evaluation.silence=[0.4]",
+        "--set",
+        "evaluation.gain_steps=3",
+        "--set",
+        "evaluation.recurrent_scales=[1.0]",
+    ]);
+    let o = bin().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rob = run.join("robustness");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
+    let levels = summary["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 5);
+    for l in levels {
+        for k in [
+            "kind",
+            "value",
+            "instances",
+            "accuracy",
+            "accuracy_recalibrated",
+            "mse",
+            "mean_rate_hz",
+        ] {
+            assert!(l.get(k).is_some(), "summary level lacks {k}");
+        }
+        for k in ["median", "q25", "q75"] {
+            assert!(l["accuracy"].get(k).is_some());
+        }
+    }
+    let csv = std::fs::read_to_string(rob.join("instances.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 5 * 3);
+    let md = std::fs::read_to_string(rob.join("report.md")).unwrap();
+    assert!(md.contains("median") && md.contains("recalibrated") && md.contains("mismatch=0.2"));
+    for f in [
+        "accuracy_vs_mismatch.png",
+        "accuracy_vs_bits.png",
+        "accuracy_vs_noise.png",
+        "intact_vs_silenced.png",
+        "accuracy_distribution.png",
+    ] {
+        assert!(rob.join("plots").join(f).is_file(), "missing {f}");
+    }
+    // --compare: the same network twice gives identical figures and p = 1.
+    let o = bin()
+        .args(["evaluate", "--out", r, "--backend", "cpu", "--compare", r])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
+    let comps = summary["comparisons"].as_array().unwrap();
+    assert_eq!(comps.len(), 5);
+    assert!(
+        comps
+            .iter()
+            .all(|c| c["test"]["p_value"].as_f64() == Some(1.0))
+    );
+}
