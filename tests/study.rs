@@ -356,3 +356,49 @@ fn evaluate_writes_the_study_files() {
             .all(|c| c["test"]["p_value"].as_f64() == Some(1.0))
     );
 }
+
+#[test]
+fn gpu_study_level_gives_the_cpu_figures() {
+    let gpu = match robust_snn::engine::gpu::GpuEngine::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("skipping: no wgpu adapter ({e})");
+            return;
+        }
+    };
+    let (teacher, task, net, spec) = setup();
+    let data = Prepared::new(&task, &teacher, &spec);
+    let lvl = level(
+        LevelKind::Mismatch,
+        0.2,
+        Perturbation {
+            mismatch: 0.2,
+            noise: 0.01,
+            silence: 0.1,
+            ..Perturbation::default()
+        },
+    );
+    let (c, sc) =
+        evaluate_level(&CpuEngine, &net, "n", &task, &data, &lvl, &spec, &|_| {}).unwrap();
+    let (g, sg) = evaluate_level(&gpu, &net, "n", &task, &data, &lvl, &spec, &|_| {}).unwrap();
+    assert_eq!(c.len(), g.len());
+    for (a, b) in c.iter().zip(&g) {
+        assert_eq!(a.instance, b.instance);
+        assert!(
+            (a.accuracy - b.accuracy).abs() <= 0.25,
+            "instance {}: {} vs {}",
+            a.instance,
+            a.accuracy,
+            b.accuracy
+        );
+        let rel = (a.mean_rate_hz - b.mean_rate_hz).abs() / a.mean_rate_hz.max(1e-9);
+        assert!(
+            rel <= 0.02,
+            "instance {}: rate {} vs {}",
+            a.instance,
+            a.mean_rate_hz,
+            b.mean_rate_hz
+        );
+    }
+    eprintln!("cpu {:?} / gpu {:?}", sc.accuracy, sg.accuracy);
+}
