@@ -9,6 +9,7 @@ pub mod chip;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod learn;
 pub mod report;
 pub mod snn;

@@ -38,6 +38,9 @@ enum Command {
     /// Sweep config keys over a cartesian grid, each point a full pipeline run in
     /// DIR/points/<point>/; finished points are skipped, so an interrupted sweep resumes.
     Sweep(SweepArgs),
+    /// DYNAP-SE1 export. Today: `--check FILE` validates an export document (ours or
+    /// hand-written) against every hardware rule and lists each violation with its location.
+    Export(ExportArgs),
     /// Measure ensemble simulation throughput (neuron-steps/s, synaptic events/s).
     Bench(BenchArgs),
 }
@@ -104,6 +107,14 @@ struct SweepArgs {
     max_points: Option<usize>,
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Validate this network.json against the DYNAP-SE1 rules (fan-in, fan-out, aliasing,
+    /// id ranges, shared biases, bias ranges, ...); exits non-zero on any violation.
+    #[arg(long, value_name = "FILE")]
+    check: PathBuf,
 }
 
 #[derive(Args)]
@@ -323,6 +334,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 o.skipped,
                 o.csv.display()
             );
+        }
+        Command::Export(e) => {
+            use robust_snn::export::dynapse1::validate;
+            let violations = validate::check_file(&e.check)?;
+            let doc = robust_snn::export::dynapse1::doc::load(&e.check)?;
+            for w in validate::warnings(&doc) {
+                eprintln!("warning: {w}");
+            }
+            if violations.is_empty() {
+                println!(
+                    "{}: valid DYNAP-SE1 export (no rule violated)",
+                    e.check.display()
+                );
+            } else {
+                for v in &violations {
+                    println!("{}: {v}", e.check.display());
+                }
+                anyhow::bail!(
+                    "{}: {} rule violation(s)",
+                    e.check.display(),
+                    violations.len()
+                );
+            }
         }
         Command::Bench(b) => {
             let resolved = backend::resolve(b.backend)?;

@@ -176,3 +176,39 @@ fn help_texts_describe_every_subcommand() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("--backend") && text.contains("--config") && text.contains("--set"));
 }
+
+#[test]
+fn export_check_rejects_bad_documents_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("notjson.json");
+    std::fs::write(&bad, "this is not json").unwrap();
+    let err = run_fail(&["export", "--check", bad.to_str().unwrap()]);
+    assert!(err.contains("notjson.json"), "{err}");
+    let partial = dir.path().join("partial.json");
+    std::fs::write(
+        &partial,
+        r#"{"format": "dynapse1-network", "schema_version": "1.0"}"#,
+    )
+    .unwrap();
+    let err = run_fail(&["export", "--check", partial.to_str().unwrap()]);
+    assert!(
+        err.contains("partial.json") && err.contains("conventions"),
+        "{err}"
+    );
+    // A document with a neuron on an impossible core: the violation names where it is.
+    let mut doc = robust_snn::export::dynapse1::doc::Doc::new();
+    let text = doc.to_string_pretty();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["neurons"] = serde_json::json!([{"index": 0, "chip": 0, "core": 7, "neuron": 3, "global_id": 1795, "leak": "TAU1"}]);
+    let p = dir.path().join("bad_core.json");
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    let out = bin()
+        .args(["export", "--check", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("neurons[0]"), "{text}");
+    doc.neurons.clear();
+}

@@ -46,30 +46,7 @@ fn test_net(n: usize, nc: usize, c: usize, n_out: usize, seed: u64) -> Network {
     net
 }
 
-fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let comps: Vec<(f32, f32, f32)> = (0..c * 3)
-        .map(|_| {
-            (
-                rng.random_range(0.5..4.0f32),
-                rng.random_range(0.0..std::f32::consts::TAU),
-                rng.random_range(0.3..1.0f32),
-            )
-        })
-        .collect();
-    let mut x = vec![0f32; steps * c];
-    for t in 0..steps {
-        for ch in 0..c {
-            let ts = t as f32 * 1e-3;
-            x[t * c + ch] = amp
-                * comps[ch * 3..ch * 3 + 3]
-                    .iter()
-                    .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
-                    .sum::<f32>();
-        }
-    }
-    x
-}
+use robust_snn::engine::smooth_input;
 
 const ALL: Record = Record {
     x: true,

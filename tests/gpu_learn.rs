@@ -36,30 +36,7 @@ fn test_net(n: usize, nc: usize, c: usize, use_fast: bool, seed: u64) -> Network
     Network::init(p, w_in, w_out, nc, c, 1, seed).unwrap()
 }
 
-fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let comps: Vec<(f32, f32, f32)> = (0..c * 3)
-        .map(|_| {
-            (
-                rng.random_range(0.5..4.0f32),
-                rng.random_range(0.0..std::f32::consts::TAU),
-                rng.random_range(0.3..1.0f32),
-            )
-        })
-        .collect();
-    let mut x = vec![0f32; steps * c];
-    for t in 0..steps {
-        for ch in 0..c {
-            let ts = t as f32 * 1e-3;
-            x[t * c + ch] = amp
-                * comps[ch * 3..ch * 3 + 3]
-                    .iter()
-                    .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
-                    .sum::<f32>();
-        }
-    }
-    x
-}
+use robust_snn::engine::smooth_input;
 
 /// A toy teacher: tau_j dh/dt = -h + W_inᵀ c, x = tanh(h), tau_j from 20 to 80 ms.
 fn toy_teacher(net: &Network, input: &[f32]) -> Vec<f32> {

@@ -432,24 +432,8 @@ impl Engine for CpuEngine {
             None => job.net,
         };
         let (n, nc, c_in) = (net.n, net.nc, net.n_in);
-        let w_fast_t_nom: Option<Vec<f32>> = net
-            .w_fast
-            .iter()
-            .any(|&w| w != 0.0)
-            .then(|| transpose(&net.w_fast, n, n));
+        let (w_fast_t_nom, outdeg) = super::fast_t_and_outdegree(net);
         let slow_nonzero = net.w_slow.iter().any(|&w| w != 0.0);
-        let outdeg: Vec<u32> = (0..n)
-            .map(|j| {
-                let f = w_fast_t_nom.as_ref().map_or(0, |m| {
-                    m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count()
-                });
-                let s = net.w_slow[j * n..(j + 1) * n]
-                    .iter()
-                    .filter(|&&w| w != 0.0)
-                    .count();
-                (f + s) as u32
-            })
-            .collect();
         let n_inst = job.instances.len();
         let par_trials = n_inst < rayon::current_num_threads() && job.inputs.len() > 1;
 
@@ -533,31 +517,7 @@ pub(crate) mod tests {
         Network::init(p, w_in, w_out, nc, c, n_out, seed).unwrap()
     }
 
-    /// Smooth random input, T x C (sum of a few sinusoids per channel).
-    pub(crate) fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let comps: Vec<(f32, f32, f32)> = (0..c * 3)
-            .map(|_| {
-                (
-                    rng.random_range(0.5..4.0f32),
-                    rng.random_range(0.0..std::f32::consts::TAU),
-                    rng.random_range(0.3..1.0f32),
-                )
-            })
-            .collect();
-        let mut x = vec![0f32; steps * c];
-        for t in 0..steps {
-            for ch in 0..c {
-                let ts = t as f32 * 1e-3;
-                x[t * c + ch] = amp
-                    * comps[ch * 3..ch * 3 + 3]
-                        .iter()
-                        .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
-                        .sum::<f32>();
-            }
-        }
-        x
-    }
+    pub(crate) use crate::engine::smooth_input;
 
     fn one_neuron() -> Network {
         let p = SnnParams {

@@ -120,3 +120,56 @@ pub fn validate_job(job: &EnsembleJob) -> Result<(), EngineError> {
     }
     Ok(())
 }
+
+/// The nominal W_fast transposed to `[pre][post]` (None when W_fast is all zero) and, per
+/// presynaptic neuron, its nonzero outgoing recurrent synapses: what one spike propagates, so
+/// both engines count synaptic events the same way.
+pub fn fast_t_and_outdegree(net: &Network) -> (Option<Vec<f32>>, Vec<u32>) {
+    let n = net.n;
+    let fast_t = net
+        .w_fast
+        .iter()
+        .any(|&w| w != 0.0)
+        .then(|| cpu::transpose(&net.w_fast, n, n));
+    let outdeg = (0..n)
+        .map(|j| {
+            let f = fast_t.as_ref().map_or(0, |m| {
+                m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count()
+            });
+            let s = net.w_slow[j * n..(j + 1) * n]
+                .iter()
+                .filter(|&&w| w != 0.0)
+                .count();
+            (f + s) as u32
+        })
+        .collect();
+    (fast_t, outdeg)
+}
+
+/// A smooth random drive, T x C: a sum of three sinusoids (0.5-4 Hz) per channel. Tests and
+/// benchmarks use it to make networks spike without a task.
+pub fn smooth_input(steps: usize, c: usize, amp: f32, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let comps: Vec<(f32, f32, f32)> = (0..c * 3)
+        .map(|_| {
+            (
+                rng.random_range(0.5..4.0f32),
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(0.3..1.0f32),
+            )
+        })
+        .collect();
+    let mut x = vec![0f32; steps * c];
+    for t in 0..steps {
+        for ch in 0..c {
+            let ts = t as f32 * 1e-3;
+            x[t * c + ch] = amp
+                * comps[ch * 3..ch * 3 + 3]
+                    .iter()
+                    .map(|(f, ph, a)| a * (std::f32::consts::TAU * f * ts + ph).sin())
+                    .sum::<f32>();
+        }
+    }
+    x
+}

@@ -227,6 +227,7 @@ fn score_test(
 
 /// Run the test draws in chunks so recorded x~ (trials x T x Nc per instance) stays bounded, and
 /// score them at `gain`.
+#[allow(clippy::too_many_arguments)]
 fn test_figures(
     engine: &dyn Engine,
     net: &Network,

@@ -43,7 +43,7 @@ pub use learn::GpuTrainer;
 
 use crate::chip::Instance;
 use crate::chip::rng::Stream;
-use crate::engine::cpu::{NeuronConsts, transpose};
+use crate::engine::cpu::NeuronConsts;
 use crate::engine::{Engine, EngineError, EnsembleJob, EnsembleOutput, TrialOutput, validate_job};
 
 const RNG_WGSL: &str = include_str!("../../../shaders/rng.wgsl");
@@ -628,24 +628,9 @@ impl Engine for GpuEngine {
         }
 
         // nominal weights and the synaptic-event count per presynaptic spike (as CpuEngine)
-        let fast_t: Option<Vec<f32>> = net
-            .w_fast
-            .iter()
-            .any(|&w| w != 0.0)
-            .then(|| transpose(&net.w_fast, n, n));
+        let (fast_t, outdeg) = crate::engine::fast_t_and_outdegree(net);
+        let outdeg: Vec<u64> = outdeg.into_iter().map(u64::from).collect();
         let slow_on = net.w_slow.iter().any(|&w| w != 0.0);
-        let outdeg: Vec<u64> = (0..n)
-            .map(|j| {
-                let f = fast_t.as_ref().map_or(0, |m| {
-                    m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count()
-                });
-                let s = net.w_slow[j * n..(j + 1) * n]
-                    .iter()
-                    .filter(|&&w| w != 0.0)
-                    .count();
-                (f + s) as u64
-            })
-            .collect();
 
         // shapes and limits
         let limits = self.ctx.limits().clone();

@@ -1,0 +1,21 @@
+//! DYNAP-SE1 export: the versioned JSON document ([`doc`]), the hardware-rule validator
+//! ([`validate`]) and emitters for the cAER netparser, samna and the host readout ([`emit`]).
+//! See DESIGN.md §7 and reference/dynapse1.md §6.
+
+pub mod doc;
+pub mod emit;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use doc::{
+    Bias, Board, CaerCoarseMapping, Connection, Conventions, CoreConfig, Doc, DocError, InputSpec,
+    Leak, MismatchAssumptions, NeuronPlacement, QuantisationReport, Readout, Source, SynType,
+    UnitWeight,
+};
+pub use emit::{
+    EmitError, Emitted, caer_biases, caer_connections, emit_all, readout_json, samna_bias_json,
+    samna_script,
+};
+pub use validate::{Rule, Violation, check_file, validate, warnings};
