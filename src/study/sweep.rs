@@ -104,12 +104,15 @@ pub struct SweepOutcome {
     pub csv: PathBuf,
 }
 
+/// A point's `key = value` assignments.
+pub type Assignments = Vec<(String, String)>;
+
 /// Build every point's config first, so a bad key or value fails before anything runs.
 pub fn configs(
     base: &Config,
     file: &str,
     axes: &[Axis],
-) -> Result<Vec<(Vec<(String, String)>, Config)>, Error> {
+) -> Result<Vec<(Assignments, Config)>, Error> {
     grid(axes)
         .into_iter()
         .map(|assign| {
