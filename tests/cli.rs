@@ -212,3 +212,53 @@ fn export_check_rejects_bad_documents_by_name() {
     assert!(text.contains("neurons[0]"), "{text}");
     doc.neurons.clear();
 }
+
+#[test]
+fn no_adapter_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
+    let small = [
+        "--instances",
+        "2",
+        "--neurons",
+        "32",
+        "--steps",
+        "50",
+        "--nc",
+        "8",
+    ];
+    let out = bin()
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .args(["bench", "--backend", "gpu"])
+        .args(small)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no wgpu adapter")
+            && err.contains("WGPU_ADAPTER_NAME=no-such-adapter-anywhere"),
+        "{err}"
+    );
+    let out = bin()
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .args(["bench", "--backend", "auto", "--json"])
+        .args(small)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("running on the CPU"), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["backend"].as_str().unwrap().starts_with("cpu"), "{r}");
+    for k in [
+        "neuron_steps_per_s",
+        "synaptic_events_per_s",
+        "mean_rate_hz",
+        "backend",
+    ] {
+        assert!(r.get(k).is_some(), "bench JSON lacks {k}");
+    }
+}
