@@ -1,7 +1,10 @@
 //! DYNAP-SE1 export: the versioned JSON document ([`doc`]), the hardware-rule validator
-//! ([`validate`]) and emitters for the cAER netparser, samna and the host readout ([`emit`]).
+//! ([`validate`]), emitters for the cAER netparser, samna and the host readout ([`emit`]), and
+//! per-core biases from intended physical parameters through the nominal bias mapping
+//! ([`biases`]).
 //! See DESIGN.md §7 and reference/dynapse1.md §6.
 
+pub mod biases;
 pub mod doc;
 pub mod emit;
 pub mod validate;
