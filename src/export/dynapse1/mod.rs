@@ -7,6 +7,7 @@
 pub mod biases;
 pub mod doc;
 pub mod emit;
+pub mod map;
 pub mod validate;
 
 #[cfg(test)]
