@@ -272,7 +272,7 @@ fn snn_plots(
         .simulate(&job)
         .map_err(|e| Error::Other(e.to_string()))?;
     let o = &out.trials[0][0];
-    let (y_t, x_t) = teacher.forward(&trial.input, trial.steps);
+    let (_, x_t) = teacher.forward(&trial.input, trial.steps);
     let t: Vec<f64> = (0..trial.steps)
         .map(|s| s as f64 * task.dt_ms() as f64)
         .collect();
@@ -369,7 +369,6 @@ fn snn_plots(
             log_y: false,
         });
     }
-    let _ = y_t;
     crate::report::plot::panels(
         &stage.join("plots/output.png"),
         "Task output: spiking network vs teacher vs target",

@@ -184,49 +184,66 @@ pub fn scaled(net: &Network, s: f32) -> Network {
     n
 }
 
-/// Per-instance figures of a test ensemble: (accuracy at gain g, MSE, R, rate) per instance.
+/// Per-instance figures of a test ensemble.
+struct TestFigures {
+    /// Accuracy at each requested gain, in order.
+    accuracy: Vec<f64>,
+    /// Output MSE at the first gain.
+    mse: f64,
+    /// Reconstruction error (0 when x~ was not recorded).
+    r: f64,
+    rate_hz: f64,
+}
+
+/// Score one test ensemble at several output gains: a gain only rescales y, so one simulation
+/// serves the raw and the recalibrated figures.
 fn score_test(
     task: &dyn Task,
     net: &Network,
     data: &Prepared,
     out: &crate::engine::EnsembleOutput,
-    gain: f32,
-) -> Vec<(f64, f64, f64, f64)> {
+    gains: &[f32],
+) -> Vec<TestFigures> {
     let steps = data.test.first().map(|t| t.steps).unwrap_or(0);
     let secs = steps as f64 * net.params.dt_s() as f64;
     out.trials
         .par_iter()
         .map(|inst| {
-            let (mut correct, mut mse, mut r, mut spikes) = (0usize, 0f64, 0f64, 0u64);
+            let mut correct = vec![0usize; gains.len()];
+            let (mut mse, mut r, mut spikes) = (0f64, 0f64, 0u64);
             let mut scaled = Vec::new();
             for ((trial, o), x) in data.test.iter().zip(inst).zip(&data.test_x) {
-                scaled.clear();
-                scaled.extend(o.y.iter().map(|v| v * gain));
-                correct += task.correct(trial, &scaled) as usize;
-                mse += scaled
-                    .iter()
-                    .zip(&trial.target)
-                    .map(|(a, b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>()
-                    / scaled.len().max(1) as f64;
+                for (gi, &g) in gains.iter().enumerate() {
+                    scaled.clear();
+                    scaled.extend(o.y.iter().map(|v| v * g));
+                    correct[gi] += task.correct(trial, &scaled) as usize;
+                    if gi == 0 {
+                        mse += scaled
+                            .iter()
+                            .zip(&trial.target)
+                            .map(|(a, b)| ((a - b) as f64).powi(2))
+                            .sum::<f64>()
+                            / scaled.len().max(1) as f64;
+                    }
+                }
                 if let Some(xh) = o.x.as_deref() {
                     r += reconstruction_error(x, xh, net.nc) as f64;
                 }
                 spikes += o.spike_counts.iter().map(|&c| c as u64).sum::<u64>();
             }
             let nt = data.test.len().max(1) as f64;
-            (
-                correct as f64 / nt,
-                mse / nt,
-                r / nt,
-                spikes as f64 / (nt * net.n as f64 * secs),
-            )
+            TestFigures {
+                accuracy: correct.iter().map(|&c| c as f64 / nt).collect(),
+                mse: mse / nt,
+                r: r / nt,
+                rate_hz: spikes as f64 / (nt * net.n as f64 * secs),
+            }
         })
         .collect()
 }
 
 /// Run the test draws in chunks so recorded x~ (trials x T x Nc per instance) stays bounded, and
-/// score them at `gain`.
+/// score them at each of `gains`.
 #[allow(clippy::too_many_arguments)]
 fn test_figures(
     engine: &dyn Engine,
@@ -235,10 +252,10 @@ fn test_figures(
     data: &Prepared,
     level: &Level,
     spec: &StudySpec,
-    gain: f32,
+    gains: &[f32],
     record_x: bool,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<(f64, f64, f64, f64)>, EngineError> {
+) -> Result<Vec<TestFigures>, EngineError> {
     let steps = data.test.first().map(|t| t.steps).unwrap_or(0);
     let per_instance = (data.test.len() * steps * net.nc * 4).max(1);
     let chunk = ((256usize << 20) / per_instance).clamp(1, spec.instances.max(1) as usize) as u32;
@@ -255,7 +272,7 @@ fn test_figures(
             &data.test,
             record_x,
         )?;
-        figures.extend(score_test(task, net, data, &out, gain));
+        figures.extend(score_test(task, net, data, &out, gains));
         progress((end - start) as u64);
         start = end;
     }
@@ -313,24 +330,39 @@ pub fn evaluate_level(
     progress(spec.val_instances as u64);
     let (val_acc, gain, scale) = best.unwrap_or((0.0, 1.0, 1.0));
 
-    let raw = test_figures(engine, net, task, data, level, spec, 1.0, true, &|_| {})?;
-    let recal = if scale == 1.0 {
-        let recal_net = net;
-        test_figures(
-            engine, recal_net, task, data, level, spec, gain, false, progress,
-        )?
+    // The raw figures are the network as trained (gain 1). With an unchanged recurrent scale the
+    // recalibrated network is the same network, so its outputs are the raw ones rescaled.
+    let (raw, recal) = if scale == 1.0 {
+        let both = test_figures(
+            engine,
+            net,
+            task,
+            data,
+            level,
+            spec,
+            &[1.0, gain],
+            true,
+            progress,
+        )?;
+        let recal: Vec<(f64, f64)> = both.iter().map(|f| (f.accuracy[1], f.rate_hz)).collect();
+        (both, recal)
     } else {
-        test_figures(
+        let raw = test_figures(engine, net, task, data, level, spec, &[1.0], true, &|_| {})?;
+        let recal = test_figures(
             engine,
             &scaled(net, scale),
             task,
             data,
             level,
             spec,
-            gain,
+            &[gain],
             false,
             progress,
         )?
+        .iter()
+        .map(|f| (f.accuracy[0], f.rate_hz))
+        .collect();
+        (raw, recal)
     };
     let rows: Vec<InstanceRow> = raw
         .iter()
@@ -343,12 +375,12 @@ pub fn evaluate_level(
             level: level.label.clone(),
             instance: i as u32,
             seed: spec.seed,
-            accuracy: r.0,
+            accuracy: r.accuracy[0],
             accuracy_recalibrated: c.0,
-            mse: r.1,
-            reconstruction_error: r.2,
-            mean_rate_hz: r.3,
-            mean_rate_hz_recalibrated: c.3,
+            mse: r.mse,
+            reconstruction_error: r.r,
+            mean_rate_hz: r.rate_hz,
+            mean_rate_hz_recalibrated: c.1,
             gain,
             recurrent_scale: scale,
         })

@@ -1,11 +1,10 @@
 //! What a study writes: `instances.csv`, `summary.json`, `report.md` and `plots/`.
 
 use super::StudyOutcome;
-use super::evaluate::{InstanceRow, LevelSummary};
+use super::evaluate::InstanceRow;
 use super::stats::Quartiles;
 use crate::error::Error;
 use crate::report::StagedDir;
-use crate::report::plot::Panel;
 
 /// The paper's medians for Network ADS with W_fast on its audio task (DESIGN.md section 5),
 /// shown beside ours for orientation: the tasks differ, so only the trend compares.
@@ -222,13 +221,5 @@ fn plots(stage: &StagedDir, o: &StudyOutcome, rows: &[InstanceRow]) -> Result<()
         &all,
         20,
     )?;
-    let _ = Panel::default;
     Ok(())
-}
-
-/// Rows of one level (used by tests and comparisons).
-pub fn level_rows<'a>(rows: &'a [InstanceRow], summary: &LevelSummary) -> Vec<&'a InstanceRow> {
-    rows.iter()
-        .filter(|r| r.network == summary.network && r.level == summary.level)
-        .collect()
 }
