@@ -44,6 +44,7 @@ pub struct Config {
     pub snn: SnnParams,
     pub training: TrainingConfig,
     pub evaluation: EvaluationConfig,
+    pub export: ExportConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             snn: SnnParams::default(),
             training: TrainingConfig::default(),
             evaluation: EvaluationConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -236,6 +238,104 @@ impl Default for EvaluationConfig {
     }
 }
 
+/// DYNAP-SE1 deployment (DESIGN.md section 7): quantisation and pruning policy, nominal bias
+/// mapping, the re-simulation of the deployed network and the power estimate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// CAM entries a neuron may use, inputs included (the chip has 64).
+    pub cam_budget: u32,
+    /// Count given to a weight at the unit quantile of its (core, synapse type) (1..=64).
+    pub max_count: u32,
+    /// The same for input connections (they scale through the host's input encoding).
+    pub input_max_count: u32,
+    /// The unit weight of a (core, type) is this quantile of its |w| divided by `max_count`;
+    /// larger weights are clipped to `max_count`. 1.0: the largest weight sets the unit.
+    pub unit_quantile: f32,
+    /// CAM entries per neuron kept for W_fast before the other weights compete for the rest
+    /// (W_fast's entries are many and small; ranked with W_slow by |w| they would all be pruned).
+    pub fast_cams: u32,
+    /// Nominal current of the largest unit weight on the board, pA (ASSUMPTION: uncalibrated).
+    pub max_unit_current_pa: f64,
+    /// DPI gains I_th / I_tau of the membrane and of the synapses.
+    pub mem_gain: f64,
+    pub syn_gain: f64,
+    /// Chip instances of the re-simulation (0: as `evaluation.instances`).
+    pub instances: u32,
+    /// Relative mismatch of the re-simulated chips, per parameter.
+    pub mismatch: DynapMismatch,
+    /// Energy per spike a neuron emits (generation, encoding, routing), pJ. ASSUMPTION.
+    pub energy_per_spike_pj: f64,
+    /// Energy per synaptic event (one CAM match driving a synapse pulse), pJ. ASSUMPTION.
+    pub energy_per_synaptic_event_pj: f64,
+    /// Static power of the used cores, µW, added to the event power (0: not modelled).
+    pub static_power_uw: f64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            cam_budget: 64,
+            max_count: 4,
+            input_max_count: 16,
+            unit_quantile: 1.0,
+            fast_cams: 16,
+            max_unit_current_pa: 100.0,
+            mem_gain: 2.0,
+            syn_gain: 1.0,
+            instances: 0,
+            mismatch: DynapMismatch::default(),
+            energy_per_spike_pj: 883.0,
+            energy_per_synaptic_event_pj: 324.0,
+            static_power_uw: 0.0,
+        }
+    }
+}
+
+/// Per-parameter relative sigma of a DYNAP-SE1 chip (the readout runs on the host, unperturbed).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynapMismatch {
+    pub tau_mem: f32,
+    pub tau_fast: f32,
+    pub tau_slow: f32,
+    pub v_th: f32,
+    pub w_in: f32,
+    pub w_fast: f32,
+    pub w_slow: f32,
+}
+
+impl Default for DynapMismatch {
+    fn default() -> Self {
+        Self {
+            tau_mem: 0.2,
+            tau_fast: 0.2,
+            tau_slow: 0.2,
+            v_th: 0.2,
+            w_in: 0.2,
+            w_fast: 0.2,
+            w_slow: 0.2,
+        }
+    }
+}
+
+impl DynapMismatch {
+    /// The engine's per-parameter sigmas: decoder and readout filter are host-side, so nominal.
+    pub fn cv(&self) -> crate::chip::MismatchCv {
+        crate::chip::MismatchCv {
+            tau_mem: self.tau_mem,
+            tau_slow: self.tau_slow,
+            tau_fast: self.tau_fast,
+            tau_out: 0.0,
+            v_th: self.v_th,
+            w_in: self.w_in,
+            d: 0.0,
+            w_slow: self.w_slow,
+            w_fast: self.w_fast,
+        }
+    }
+}
+
 impl Config {
     /// Read and validate a config file. `name` is what errors call the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -345,6 +445,55 @@ impl Config {
         positive(&mut p, "evaluation.gain_steps", e.gain_steps as f64);
         for &v in &e.recurrent_scales {
             non_negative(&mut p, "evaluation.recurrent_scales", v as f64);
+        }
+        let x = &self.export;
+        if !(1..=64).contains(&x.cam_budget) {
+            p.push(format!(
+                "export.cam_budget must be in 1..=64, got {}",
+                x.cam_budget
+            ));
+        }
+        for (k, v) in [
+            ("max_count", x.max_count),
+            ("input_max_count", x.input_max_count),
+        ] {
+            if !(1..=64).contains(&v) {
+                p.push(format!("export.{k} must be in 1..=64, got {v}"));
+            }
+        }
+        if !(x.unit_quantile > 0.0 && x.unit_quantile <= 1.0) {
+            p.push(format!(
+                "export.unit_quantile must be in (0, 1], got {}",
+                x.unit_quantile
+            ));
+        }
+        if x.fast_cams > x.cam_budget {
+            p.push(format!(
+                "export.fast_cams must be <= export.cam_budget ({}), got {}",
+                x.cam_budget, x.fast_cams
+            ));
+        }
+        positive(&mut p, "export.max_unit_current_pa", x.max_unit_current_pa);
+        positive(&mut p, "export.mem_gain", x.mem_gain);
+        positive(&mut p, "export.syn_gain", x.syn_gain);
+        non_negative(&mut p, "export.energy_per_spike_pj", x.energy_per_spike_pj);
+        non_negative(
+            &mut p,
+            "export.energy_per_synaptic_event_pj",
+            x.energy_per_synaptic_event_pj,
+        );
+        non_negative(&mut p, "export.static_power_uw", x.static_power_uw);
+        let m = &x.mismatch;
+        for (k, v) in [
+            ("tau_mem", m.tau_mem),
+            ("tau_fast", m.tau_fast),
+            ("tau_slow", m.tau_slow),
+            ("v_th", m.v_th),
+            ("w_in", m.w_in),
+            ("w_fast", m.w_fast),
+            ("w_slow", m.w_slow),
+        ] {
+            non_negative(&mut p, &format!("export.mismatch.{k}"), v as f64);
         }
         if let Err(m) = self.snn.validate() {
             p.push(format!("snn.{m}"));

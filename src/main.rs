@@ -38,8 +38,10 @@ enum Command {
     /// Sweep config keys over a cartesian grid, each point a full pipeline run in
     /// DIR/points/<point>/; finished points are skipped, so an interrupted sweep resumes.
     Sweep(SweepArgs),
-    /// DYNAP-SE1 export. Today: `--check FILE` validates an export document (ours or
-    /// hand-written) against every hardware rule and lists each violation with its location.
+    /// Deploy DIR/snn/ to a DYNAP-SE1 board: map, validate, re-simulate the deployed network on
+    /// DYNAP-like chips beside the float one, and write DIR/dynapse1/ (trains what is missing;
+    /// [export] section). `--check FILE` only validates an export document (ours or
+    /// hand-written) and lists each violation with its location.
     Export(ExportArgs),
     /// Measure ensemble simulation throughput (neuron-steps/s, synaptic events/s).
     Bench(BenchArgs),
@@ -111,10 +113,12 @@ struct SweepArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Validate this network.json against the DYNAP-SE1 rules (fan-in, fan-out, aliasing,
+    #[command(flatten)]
+    common: Common,
+    /// Only validate this network.json against the DYNAP-SE1 rules (fan-in, fan-out, aliasing,
     /// id ranges, shared biases, bias ranges, ...); exits non-zero on any violation.
     #[arg(long, value_name = "FILE")]
-    check: PathBuf,
+    check: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -227,6 +231,52 @@ fn print_study(o: &robust_snn::study::StudyOutcome, run: &RunDir) {
     }
 }
 
+fn print_export(r: &robust_snn::export::dynapse1::stage::ExportReport, run: &RunDir) {
+    println!(
+        "DYNAP-SE1 export: {} neurons on {} cores, {} connections, max fan-in {} CAMs, {:.1} % of |w| pruned -> {}",
+        r.neurons_used,
+        r.cores_used,
+        r.connections,
+        r.max_fan_in,
+        100.0 * r.pruned_weight_fraction,
+        run.root
+            .join(robust_snn::export::dynapse1::stage::DIR_NAME)
+            .display()
+    );
+    println!(
+        "  accuracy under DYNAP-like mismatch ({} chips): float {:.3}, deployed {:.3} (recalibrated {:.3} / {:.3}); no mismatch: {:.3} / {:.3}; power ~{:.1} uW",
+        r.instances,
+        r.float_accuracy,
+        r.deployed_accuracy,
+        r.float_accuracy_recalibrated,
+        r.deployed_accuracy_recalibrated,
+        r.float_accuracy_nominal,
+        r.deployed_accuracy_nominal,
+        r.estimated_power_uw
+    );
+}
+
+/// `export --check FILE`: the validator alone.
+fn check_export(file: &std::path::Path) -> anyhow::Result<()> {
+    use robust_snn::export::dynapse1::validate;
+    let violations = validate::check_file(file)?;
+    let doc = robust_snn::export::dynapse1::doc::load(file)?;
+    for w in validate::warnings(&doc) {
+        eprintln!("warning: {w}");
+    }
+    if violations.is_empty() {
+        println!(
+            "{}: valid DYNAP-SE1 export (no rule violated)",
+            file.display()
+        );
+        return Ok(());
+    }
+    for v in &violations {
+        println!("{}: {v}", file.display());
+    }
+    anyhow::bail!("{}: {} rule violation(s)", file.display(), violations.len())
+}
+
 /// Config, backend and run folder of `train` and `run`.
 fn train_setup(a: &TrainArgs) -> anyhow::Result<(Config, backend::Resolved, RunDir)> {
     let out = &a.common.out;
@@ -290,6 +340,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_snn(m, &run);
             }
             print_study(&s.robustness, &run);
+            if let Some(x) = &s.export {
+                print_export(x, &run);
+            }
         }
         Command::Evaluate(a) => {
             let cfg = a.common.load()?;
@@ -335,29 +388,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 o.csv.display()
             );
         }
-        Command::Export(e) => {
-            use robust_snn::export::dynapse1::validate;
-            let violations = validate::check_file(&e.check)?;
-            let doc = robust_snn::export::dynapse1::doc::load(&e.check)?;
-            for w in validate::warnings(&doc) {
-                eprintln!("warning: {w}");
+        Command::Export(e) => match &e.check {
+            Some(file) => check_export(file)?,
+            None => {
+                let cfg = e.common.load()?;
+                let resolved = backend::resolve(e.common.backend)?;
+                let run = RunDir::new(&e.common.out);
+                std::fs::create_dir_all(&run.root)
+                    .with_context(|| format!("creating {}", run.root.display()))?;
+                let r = robust_snn::export::dynapse1::stage::export(
+                    &cfg,
+                    &run,
+                    &resolved,
+                    stages::interactive(),
+                )
+                .context("exporting to DYNAP-SE1")?;
+                print_export(&r, &run);
             }
-            if violations.is_empty() {
-                println!(
-                    "{}: valid DYNAP-SE1 export (no rule violated)",
-                    e.check.display()
-                );
-            } else {
-                for v in &violations {
-                    println!("{}: {v}", e.check.display());
-                }
-                anyhow::bail!(
-                    "{}: {} rule violation(s)",
-                    e.check.display(),
-                    violations.len()
-                );
-            }
-        }
+        },
         Command::Bench(b) => {
             let resolved = backend::resolve(b.backend)?;
             let spec = robust_snn::bench::BenchSpec {

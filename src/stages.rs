@@ -416,6 +416,8 @@ pub struct PipelineSummary {
     pub teacher: Option<crate::teacher::TeacherMetrics>,
     pub snn: Option<SnnMetrics>,
     pub robustness: crate::study::StudyOutcome,
+    /// None when the network does not fit a DYNAP-SE1 board (the export is then skipped).
+    pub export: Option<crate::export::dynapse1::stage::ExportReport>,
 }
 
 impl PipelineSummary {
@@ -430,6 +432,19 @@ impl PipelineSummary {
             m.insert("snn.test_accuracy".into(), s.test_accuracy);
             m.insert("snn.reconstruction_error".into(), s.reconstruction_error);
             m.insert("snn.mean_rate_hz".into(), s.mean_rate_hz);
+        }
+        if let Some(x) = &self.export {
+            m.insert("export.float_accuracy".into(), x.float_accuracy);
+            m.insert("export.deployed_accuracy".into(), x.deployed_accuracy);
+            m.insert(
+                "export.deployed_accuracy_recalibrated".into(),
+                x.deployed_accuracy_recalibrated,
+            );
+            m.insert(
+                "export.pruned_weight_fraction".into(),
+                x.pruned_weight_fraction,
+            );
+            m.insert("export.estimated_power_uw".into(), x.estimated_power_uw);
         }
         for l in &self.robustness.levels {
             m.insert(
@@ -453,7 +468,8 @@ fn read_metrics<T: serde::de::DeserializeOwned>(dir: &Path) -> Option<T> {
 }
 
 /// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),
-/// then the robustness study and its report.
+/// then the robustness study and its report, then the DYNAP-SE1 export (skipped with a notice
+/// when the network cannot fit a board).
 pub fn pipeline(
     cfg: &Config,
     run: &RunDir,
@@ -483,9 +499,22 @@ pub fn pipeline(
         Some(m)
     };
     let robustness = crate::study::run_study(cfg, run, backend, &[], interactive())?;
+    let export = match crate::export::dynapse1::stage::check_fits(cfg) {
+        Ok(()) => Some(crate::export::dynapse1::stage::export(
+            cfg,
+            run,
+            backend,
+            interactive(),
+        )?),
+        Err(e) => {
+            eprintln!("DYNAP-SE1 export skipped: {e}");
+            None
+        }
+    };
     Ok(PipelineSummary {
         teacher: teacher_m,
         snn: snn_m,
         robustness,
+        export,
     })
 }

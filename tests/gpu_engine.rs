@@ -361,3 +361,48 @@ fn bench_gpu_throughput() {
         );
     }
 }
+
+#[test]
+fn per_parameter_cv_and_input_override_match_cpu() {
+    // The export's re-simulation: a given input projection mismatched per element and one
+    // sigma per parameter (the decoder both nominal and perturbed).
+    let Some(e) = engine() else { return };
+    let mut net = test_net(40, 8, 2, 2, 11);
+    net.input_override = Some(net.input_projection().iter().map(|p| 1.3 * p).collect());
+    let inputs: Vec<Vec<f32>> = (0..2).map(|s| smooth_input(300, 2, 1.0, s + 3)).collect();
+    for d in [0.0, 0.1] {
+        let pert = Perturbation {
+            cv: Some(robust_snn::chip::MismatchCv {
+                tau_mem: 0.2,
+                tau_slow: 0.15,
+                tau_fast: 0.1,
+                tau_out: 0.0,
+                v_th: 0.05,
+                w_in: 0.3,
+                d,
+                w_slow: 0.25,
+                w_fast: 0.3,
+            }),
+            ..Default::default()
+        };
+        let cpu = run(&CpuEngine, &net, &pert, 6, 0..3, &inputs, 0, 300, ALL);
+        let gpu = run(&e, &net, &pert, 6, 0..3, &inputs, 0, 300, ALL);
+        for (gi, ci) in gpu.trials.iter().zip(&cpu.trials) {
+            for (g, c) in gi.iter().zip(ci) {
+                let div = first_divergence(g, c, 300);
+                assert!(div > 100, "d = {d}: spikes diverge at step {div}");
+                let total: u32 = c.spike_counts.iter().sum();
+                let gt: u32 = g.spike_counts.iter().sum();
+                assert!(total > 20, "the network should spike ({total})");
+                assert!((gt as f64 - total as f64).abs() <= 0.05 * total as f64);
+                let (gx, cx) = (g.x.as_ref().unwrap(), c.x.as_ref().unwrap());
+                for t in 0..div.min(100) {
+                    for k in 0..8 {
+                        let (a, b) = (gx[t * 8 + k], cx[t * 8 + k]);
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "x {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}

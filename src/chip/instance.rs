@@ -44,12 +44,83 @@ pub struct Perturbation {
     pub noise: f32,
     /// Fraction of silenced neurons, held at V = 0.
     pub silence: f32,
+    /// Per-parameter relative sigmas; when set they replace `mismatch` and `mode` (the
+    /// DYNAP-like model of the export's re-simulation, where each circuit has its own spread).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cv: Option<MismatchCv>,
+}
+
+/// Relative mismatch sigma of each parameter: per neuron for the time constants and the
+/// threshold, per synapse for the matrices.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MismatchCv {
+    pub tau_mem: f32,
+    pub tau_slow: f32,
+    pub tau_fast: f32,
+    pub tau_out: f32,
+    pub v_th: f32,
+    /// Input synapses: the encoder F, or each element of `Network::input_override`.
+    pub w_in: f32,
+    /// The decoder D (0 where the readout runs on a host in floating point).
+    pub d: f32,
+    pub w_slow: f32,
+    pub w_fast: f32,
+}
+
+impl MismatchCv {
+    /// The sigmas of one `mismatch` level in `mode`.
+    pub fn uniform(sigma: f32, mode: MismatchMode) -> Self {
+        let full = if mode == MismatchMode::Full {
+            sigma
+        } else {
+            0.0
+        };
+        MismatchCv {
+            tau_mem: sigma,
+            tau_slow: sigma,
+            tau_fast: full,
+            tau_out: full,
+            v_th: sigma,
+            w_in: sigma,
+            d: sigma,
+            w_slow: sigma,
+            w_fast: full,
+        }
+    }
+
+    fn fields(&self) -> [(&'static str, f32); 9] {
+        [
+            ("tau_mem", self.tau_mem),
+            ("tau_slow", self.tau_slow),
+            ("tau_fast", self.tau_fast),
+            ("tau_out", self.tau_out),
+            ("v_th", self.v_th),
+            ("w_in", self.w_in),
+            ("d", self.d),
+            ("w_slow", self.w_slow),
+            ("w_fast", self.w_fast),
+        ]
+    }
+
+    /// Every sigma finite and >= 0; the message names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in self.fields() {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("cv.{name} must be >= 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Perturbation {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.mismatch.is_finite() && self.mismatch >= 0.0) {
             return Err(format!("mismatch must be >= 0, got {}", self.mismatch));
+        }
+        if let Some(cv) = &self.cv {
+            cv.validate()?;
         }
         if let Some(b) = self.bits
             && !(1..=24).contains(&b)
@@ -63,6 +134,12 @@ impl Perturbation {
             return Err(format!("silence must be in [0, 1], got {}", self.silence));
         }
         Ok(())
+    }
+
+    /// The sigma of every parameter: `cv` when set, else `mismatch` in `mode`.
+    pub fn cvs(&self) -> MismatchCv {
+        self.cv
+            .unwrap_or_else(|| MismatchCv::uniform(self.mismatch.max(0.0), self.mode))
     }
 
     /// Number of silenced neurons: floor(silence * n) (with a 1e-4 tolerance for the f32
@@ -90,6 +167,8 @@ pub struct Instance {
     pub input_proj: Vec<f32>,
     /// Mismatched decoder, Nc x N.
     pub d: Vec<f32>,
+    /// Per-synapse relative sigma of D (the GPU regenerates D's factors from it).
+    pub d_sigma: f32,
     /// Per-synapse relative sigma of W_slow (0 = nominal).
     pub w_slow_sigma: f32,
     /// Per-synapse relative sigma of W_fast (0 unless `MismatchMode::Full`).
@@ -118,8 +197,7 @@ impl Instance {
     pub fn draw(net: &Network, pert: &Perturbation, seed: u64, index: u32) -> Instance {
         let (n, nc, c) = (net.n, net.nc, net.n_in);
         let p = &net.params;
-        let sigma = pert.mismatch.max(0.0);
-        let full = pert.mode == MismatchMode::Full;
+        let cv = pert.cvs();
         let per_neuron = |stream: Stream, mu: f32, sig: f32, tau: bool| -> Vec<f32> {
             (0..n as u32)
                 .map(|i| {
@@ -136,34 +214,51 @@ impl Instance {
                 })
                 .collect()
         };
-        let tau_mem = per_neuron(Stream::TAU_MEM, p.tau_mem_s(), sigma, true);
-        let tau_slow = per_neuron(Stream::TAU_SLOW, p.tau_slow_ms * 1e-3, sigma, true);
-        let v_th = per_neuron(Stream::V_TH, p.v_th, sigma, false);
-        let s_full = if full { sigma } else { 0.0 };
-        let tau_fast = per_neuron(Stream::TAU_FAST, p.tau_fast_ms * 1e-3, s_full, true);
-        let tau_out = per_neuron(Stream::TAU_OUT, p.tau_out_ms * 1e-3, s_full, true);
+        let tau_mem = per_neuron(Stream::TAU_MEM, p.tau_mem_s(), cv.tau_mem, true);
+        let tau_slow = per_neuron(Stream::TAU_SLOW, p.tau_slow_ms * 1e-3, cv.tau_slow, true);
+        let v_th = per_neuron(Stream::V_TH, p.v_th, cv.v_th, false);
+        let tau_fast = per_neuron(Stream::TAU_FAST, p.tau_fast_ms * 1e-3, cv.tau_fast, true);
+        let tau_out = per_neuron(Stream::TAU_OUT, p.tau_out_ms * 1e-3, cv.tau_out, true);
 
-        // Per-synapse F (N x Nc) and D (Nc x N).
+        // Per-synapse F (N x Nc) and D (Nc x N); a given input projection is mismatched per
+        // element instead of through F.
+        let mut row = vec![0f32; nc.max(n).max(c)];
         let mut f = net.f.clone();
-        let mut d = net.d.clone();
-        if sigma > 0.0 {
-            let mut row = vec![0f32; nc.max(n)];
+        if cv.w_in > 0.0 && net.input_override.is_none() {
             for i in 0..n {
                 let r = &mut row[..nc];
-                rng::fill_factors_row(seed, index, Stream::W_F, i as u32, sigma, r);
+                rng::fill_factors_row(seed, index, Stream::W_F, i as u32, cv.w_in, r);
                 for (x, fac) in f[i * nc..(i + 1) * nc].iter_mut().zip(r.iter()) {
                     *x *= fac;
                 }
             }
+        }
+        let mut d = net.d.clone();
+        if cv.d > 0.0 {
             for k in 0..nc {
                 let r = &mut row[..n];
-                rng::fill_factors_row(seed, index, Stream::W_D, k as u32, sigma, r);
+                rng::fill_factors_row(seed, index, Stream::W_D, k as u32, cv.d, r);
                 for (x, fac) in d[k * n..(k + 1) * n].iter_mut().zip(r.iter()) {
                     *x *= fac;
                 }
             }
         }
-        let input_proj = input_projection(&f, &net.w_in_teacher, n, nc, c, p.input_amplitude());
+        let input_proj = match &net.input_override {
+            Some(p0) => {
+                let mut p1 = p0.clone();
+                if cv.w_in > 0.0 {
+                    for i in 0..n {
+                        let r = &mut row[..c];
+                        rng::fill_factors_row(seed, index, Stream::W_F, i as u32, cv.w_in, r);
+                        for (x, fac) in p1[i * c..(i + 1) * c].iter_mut().zip(r.iter()) {
+                            *x *= fac;
+                        }
+                    }
+                }
+                p1
+            }
+            None => input_projection(&f, &net.w_in_teacher, n, nc, c, p.input_amplitude()),
+        };
 
         let silenced = silenced_set(seed, index, n, pert.n_silenced(n));
         Instance {
@@ -180,8 +275,9 @@ impl Instance {
             silenced,
             input_proj,
             d,
-            w_slow_sigma: sigma,
-            w_fast_sigma: s_full,
+            d_sigma: cv.d,
+            w_slow_sigma: cv.w_slow,
+            w_fast_sigma: cv.w_fast,
             noise_std: pert.noise.max(0.0) * (p.v_th - p.v_reset),
         }
     }
@@ -446,5 +542,108 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("bits"));
+    }
+
+    #[test]
+    fn uniform_cv_draws_exactly_what_the_mismatch_level_draws() {
+        let net = net(40);
+        for mode in [MismatchMode::Paper, MismatchMode::Full] {
+            let level = Perturbation {
+                mismatch: 0.15,
+                mode,
+                ..Default::default()
+            };
+            let cv = Perturbation {
+                cv: Some(MismatchCv::uniform(0.15, mode)),
+                ..Default::default()
+            };
+            assert_eq!(
+                Instance::draw(&net, &level, 4, 9),
+                Instance::draw(&net, &cv, 4, 9)
+            );
+        }
+    }
+
+    #[test]
+    fn per_parameter_cv_perturbs_only_its_parameter() {
+        let net = net(40);
+        let nominal = Instance::draw(&net, &Perturbation::default(), 4, 2);
+        let only = |cv: MismatchCv| {
+            Instance::draw(
+                &net,
+                &Perturbation {
+                    cv: Some(cv),
+                    ..Default::default()
+                },
+                4,
+                2,
+            )
+        };
+        let a = only(MismatchCv {
+            tau_mem: 0.3,
+            ..Default::default()
+        });
+        assert_ne!(a.tau_mem, nominal.tau_mem);
+        assert_eq!(
+            (&a.tau_slow, &a.v_th, &a.d, &a.input_proj),
+            (
+                &nominal.tau_slow,
+                &nominal.v_th,
+                &nominal.d,
+                &nominal.input_proj
+            )
+        );
+        assert_eq!((a.w_slow_sigma, a.w_fast_sigma, a.d_sigma), (0.0, 0.0, 0.0));
+        // The same draw of tau_mem as a plain 0.3 level: one stream per parameter.
+        let level = Instance::draw(
+            &net,
+            &Perturbation {
+                mismatch: 0.3,
+                ..Default::default()
+            },
+            4,
+            2,
+        );
+        assert_eq!(a.tau_mem, level.tau_mem);
+        let b = only(MismatchCv {
+            w_in: 0.2,
+            w_slow: 0.1,
+            ..Default::default()
+        });
+        assert_eq!(b.d, nominal.d, "the decoder stays nominal when cv.d = 0");
+        assert_ne!(b.input_proj, nominal.input_proj);
+        assert_eq!((b.w_slow_sigma, b.d_sigma), (0.1, 0.0));
+    }
+
+    #[test]
+    fn an_input_override_is_used_as_given_and_mismatched_per_element() {
+        let mut net = net(12);
+        let c = net.n_in;
+        let p: Vec<f32> = (0..12 * c).map(|k| 0.5 + k as f32).collect();
+        net.input_override = Some(p.clone());
+        let nominal = Instance::draw(&net, &Perturbation::default(), 8, 1);
+        assert_eq!(nominal.input_proj, p);
+        let pert = Perturbation {
+            cv: Some(MismatchCv {
+                w_in: 0.25,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let inst = Instance::draw(&net, &pert, 8, 1);
+        let mut fac = vec![0f32; c];
+        for i in 0..12 {
+            // p (1 + sigma z) with z from input synapse (i, ch)'s own normal.
+            rng::fill_factors_row(8, 1, Stream::W_F, i as u32, 0.25, &mut fac);
+            for ch in 0..c {
+                assert_eq!(inst.input_proj[i * c + ch], p[i * c + ch] * fac[ch]);
+            }
+        }
+        // F plays no part any more.
+        net.f.iter_mut().for_each(|x| *x *= 3.0);
+        assert_eq!(
+            Instance::draw(&net, &pert, 8, 1).input_proj,
+            inst.input_proj
+        );
     }
 }

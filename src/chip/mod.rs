@@ -5,4 +5,4 @@ pub mod instance;
 pub mod quantize;
 pub mod rng;
 
-pub use instance::{Instance, MismatchMode, Perturbation};
+pub use instance::{Instance, MismatchCv, MismatchMode, Perturbation};

@@ -31,6 +31,11 @@ pub struct Network {
     pub w_in_teacher: Vec<f32>,
     /// Teacher readout, Nc x n_out: y~ = W_out_teacherᵀ x~.
     pub w_out_teacher: Vec<f32>,
+    /// An input projection N x C used as given instead of A · F · W_in_teacherᵀ. A deployed
+    /// network (DYNAP-SE1 export) has integer-count input synapses that no F reproduces; on a
+    /// chip instance its elements are mismatched one by one, as physical input synapses are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_override: Option<Vec<f32>>,
 }
 
 impl Network {
@@ -62,6 +67,7 @@ impl Network {
             w_slow: vec![0.0; n * n],
             w_in_teacher,
             w_out_teacher,
+            input_override: None,
         };
         net.validate_shapes()?;
         Ok(net)
@@ -101,11 +107,24 @@ impl Network {
                 });
             }
         }
+        if let Some(p) = &self.input_override
+            && p.len() != n * self.n_in
+        {
+            return Err(EngineError::Shape {
+                what: "input_override (N x C)".into(),
+                expected: n * self.n_in,
+                got: p.len(),
+            });
+        }
         Ok(())
     }
 
-    /// The folded input projection P = A · F · W_in_teacherᵀ, N x C, so that F·u(t) = P c(t).
+    /// The folded input projection P = A · F · W_in_teacherᵀ, N x C, so that F·u(t) = P c(t)
+    /// (or [`Network::input_override`] when set).
     pub fn input_projection(&self) -> Vec<f32> {
+        if let Some(p) = &self.input_override {
+            return p.clone();
+        }
         input_projection(
             &self.f,
             &self.w_in_teacher,
@@ -123,6 +142,7 @@ impl Network {
         q.f = quantize(&self.f, bits);
         q.w_fast = quantize(&self.w_fast, bits);
         q.w_slow = quantize(&self.w_slow, bits);
+        q.input_override = self.input_override.as_deref().map(|p| quantize(p, bits));
         q
     }
 

@@ -82,18 +82,18 @@ impl Network {
             serde_json::to_string(&self.params).map_err(|e| err(path, e.to_string()))?,
         );
         meta.insert("model".to_string(), "robust-snn Network ADS".to_string());
-        let bytes = to_bytes(
-            &[
-                ("d", &self.d, vec![nc, n]),
-                ("f", &self.f, vec![n, nc]),
-                ("w_fast", &self.w_fast, vec![n, n]),
-                ("w_slow", &self.w_slow, vec![n, n]),
-                ("w_in_teacher", &self.w_in_teacher, vec![c, nc]),
-                ("w_out_teacher", &self.w_out_teacher, vec![nc, o]),
-            ],
-            meta,
-        )
-        .map_err(|m| err(path, m))?;
+        let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
+            ("d", &self.d, vec![nc, n]),
+            ("f", &self.f, vec![n, nc]),
+            ("w_fast", &self.w_fast, vec![n, n]),
+            ("w_slow", &self.w_slow, vec![n, n]),
+            ("w_in_teacher", &self.w_in_teacher, vec![c, nc]),
+            ("w_out_teacher", &self.w_out_teacher, vec![nc, o]),
+        ];
+        if let Some(p) = &self.input_override {
+            tensors.push(("input_override", p, vec![n, c]));
+        }
+        let bytes = to_bytes(&tensors, meta).map_err(|m| err(path, m))?;
         crate::report::write_atomic(path, &bytes).map_err(|e| err(path, e.to_string()))
     }
 
@@ -115,6 +115,7 @@ impl Network {
         let (w_slow, _) = take("w_slow")?;
         let (w_in_teacher, ws) = take("w_in_teacher")?;
         let (w_out_teacher, wo) = take("w_out_teacher")?;
+        let input_override = t.remove("input_override").map(|(p, _)| p);
         if ds.len() != 2 || ws.len() != 2 || wo.len() != 2 {
             return Err(err(path, "matrices must be 2-D"));
         }
@@ -130,6 +131,7 @@ impl Network {
             w_slow,
             w_in_teacher,
             w_out_teacher,
+            input_override,
         };
         net.validate_shapes()
             .map_err(|e| err(path, e.to_string()))?;

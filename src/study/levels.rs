@@ -22,6 +22,8 @@ pub enum LevelKind {
     Silence,
     /// A combination of several kinds (the grid option).
     Grid,
+    /// DYNAP-SE1-like mismatch with its own sigma per parameter (the export's re-simulation).
+    DynapMismatch,
 }
 
 impl LevelKind {
@@ -34,6 +36,7 @@ impl LevelKind {
             LevelKind::Noise => "noise",
             LevelKind::Silence => "silence",
             LevelKind::Grid => "grid",
+            LevelKind::DynapMismatch => "dynap_mismatch",
         }
     }
 }
@@ -60,7 +63,8 @@ pub struct LevelLists<'a> {
     pub grid: bool,
 }
 
-fn level(kind: LevelKind, value: f32, p: Perturbation) -> Level {
+/// A level named `kind=value` (`unperturbed` for [`LevelKind::None`]).
+pub fn level(kind: LevelKind, value: f32, p: Perturbation) -> Level {
     // Through the f32's shortest decimal form, so 0.05 stays 0.05 and not 0.0500000007.
     let value: f64 = value.to_string().parse().unwrap_or(value as f64);
     let label = match kind {
@@ -179,6 +183,7 @@ pub fn levels(l: &LevelLists) -> Vec<Level> {
                                 bits: b,
                                 noise: s,
                                 silence: p,
+                                cv: None,
                             },
                         });
                     }

@@ -22,13 +22,8 @@ fn q(x: &Quartiles) -> String {
     format!("{:.3} [{:.3}, {:.3}]", x.median, x.q25, x.q75)
 }
 
-/// The whole study into `stage`.
-pub fn write_all(
-    stage: &StagedDir,
-    outcome: &StudyOutcome,
-    rows: &[InstanceRow],
-) -> Result<(), Error> {
-    let io = |p: &std::path::Path, e: std::io::Error| Error::io(p, e);
+/// One CSV line per (network, level, instance).
+pub fn instances_csv(rows: &[InstanceRow]) -> String {
     let mut csv = String::from(
         "network,kind,value,level,instance,seed,accuracy,accuracy_recalibrated,mse,reconstruction_error,mean_rate_hz,mean_rate_hz_recalibrated,gain,recurrent_scale\n",
     );
@@ -51,6 +46,17 @@ pub fn write_all(
             r.recurrent_scale
         ));
     }
+    csv
+}
+
+/// The whole study into `stage`.
+pub fn write_all(
+    stage: &StagedDir,
+    outcome: &StudyOutcome,
+    rows: &[InstanceRow],
+) -> Result<(), Error> {
+    let io = |p: &std::path::Path, e: std::io::Error| Error::io(p, e);
+    let csv = instances_csv(rows);
     let p = stage.join("instances.csv");
     crate::report::write_atomic(&p, csv.as_bytes()).map_err(|e| io(&p, e))?;
     let p = stage.join("summary.json");

@@ -542,7 +542,7 @@ fn instance_block(net: &crate::snn::Network, inst: &Instance, lay: &Layout, out:
         f32::from_bits(inst.index),
         inst.w_slow_sigma,
         inst.w_fast_sigma,
-        inst.w_slow_sigma, // D uses the same sigma as W_slow (Instance::draw)
+        inst.d_sigma,
     ];
     out[1] = [c.noise_std, shared, dec, inv];
     let v_th: Vec<f32> = c

@@ -333,6 +333,16 @@ pub struct InputSpec {
     pub target_chip: u32,
     /// Cores of `target_chip` the event is broadcast to (bit k = core k), 1..=15.
     pub core_mask: u32,
+    /// Host-side encoding gain (> 0): the event rate of this virtual neuron is `scale` times the
+    /// channel's model input, so an input connection's effective weight is
+    /// `scale * count * unit`. It lets inputs share a core's unit weight with the recurrent
+    /// synapses of the same type. 1 when absent.
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Source of a connection.

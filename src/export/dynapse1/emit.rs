@@ -56,9 +56,9 @@ impl Emitted {
 
 /// File names used by [`emit_all`].
 pub const NETWORK_JSON: &str = "network.json";
-pub const CAER_NETWORK: &str = "caer_network.txt";
-pub const CAER_BIASES: &str = "caer_biases.txt";
-pub const SAMNA_SCRIPT: &str = "samna_network.py";
+pub const CAER_NETWORK: &str = "network.caer.txt";
+pub const CAER_BIASES: &str = "biases.caer.txt";
+pub const SAMNA_SCRIPT: &str = "samna_setup.py";
 pub const SAMNA_BIASES: &str = "samna_biases.json";
 pub const READOUT_JSON: &str = "readout.json";
 
@@ -477,4 +477,53 @@ pub fn readout_json(doc: &Doc) -> String {
         provenance: &doc.provenance,
     };
     serde_json::to_string_pretty(&file).expect("serialises") + "\n"
+}
+
+/// (chip, core, neuron) of a netparser address.
+pub type Addr = (u32, u32, u32);
+
+/// Parser of one cAER netparser connection line, written from the grammar (not from
+/// [`caer_connections`]) so tests and users can check any file:
+/// `U<2 digits>-C<2 digits>-N<3 digits>-><type 0..3>-<count 2 digits, 1..64>-U<2>-C<2>-N<3>`.
+/// Returns ((chip, core, neuron), type, count, (chip, core, neuron)); source chip 4 is the FPGA.
+pub fn parse_caer_connection(line: &str) -> Option<(Addr, u32, u32, Addr)> {
+    struct P<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+    impl P<'_> {
+        fn lit(&mut self, t: &str) -> Option<()> {
+            let t = t.as_bytes();
+            (self.s.get(self.i..self.i + t.len())? == t).then(|| self.i += t.len())
+        }
+        fn digits(&mut self, n: usize) -> Option<u32> {
+            let d = self.s.get(self.i..self.i + n)?;
+            if !d.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            self.i += n;
+            std::str::from_utf8(d).ok()?.parse().ok()
+        }
+        fn addr(&mut self, max_chip: u32) -> Option<Addr> {
+            self.lit("U")?;
+            let chip = self.digits(2)?;
+            self.lit("-C")?;
+            let core = self.digits(2)?;
+            self.lit("-N")?;
+            let neuron = self.digits(3)?;
+            (chip <= max_chip && core <= 3 && neuron <= 255).then_some((chip, core, neuron))
+        }
+    }
+    let mut p = P {
+        s: line.as_bytes(),
+        i: 0,
+    };
+    let pre = p.addr(4)?;
+    p.lit("->")?;
+    let ty = p.digits(1)?;
+    p.lit("-")?;
+    let count = p.digits(2)?;
+    p.lit("-")?;
+    let post = p.addr(3)?;
+    (p.i == line.len() && ty <= 3 && (1..=64).contains(&count)).then_some((pre, ty, count, post))
 }

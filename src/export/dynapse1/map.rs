@@ -15,12 +15,17 @@
 //! - Synapse types: W_fast positive -> AMPA (3), negative -> GABA_A (1); W_slow positive -> NMDA (2),
 //!   negative -> GABA_B (0); input projection positive -> AMPA (3), negative -> GABA_A (1).
 //!   W_fast is not exported when `params.use_fast` is false.
-//! - Unit weight per (post core, type): `unit = max |w| / max_count` over all nonzero trained
-//!   weights of that type into that core; `count = round(|w| / unit)` (so the largest weight gets
-//!   exactly `max_count`), dropped when 0.
-//! - Fan-in: per post neuron, candidate connections (inputs included) are taken in order of
-//!   decreasing |w| and kept while the running CAM total stays within `cam_budget` (a candidate
-//!   that does not fit is pruned, smaller ones may still fit).
+//! - Unit weight per (post core, type): `unit = q-quantile of |w| / max_count` over all nonzero
+//!   trained weights of that type into that core (`q = unit_quantile`, nearest rank; q = 1 is
+//!   the largest weight); `count = min(round(|w| / unit), max_count)`, dropped when 0.
+//! - Inputs share the (core, type) unit of the recurrent weights (they are AMPA / GABA_A like
+//!   W_fast) through a host-side encoding scale per virtual neuron (`InputSpec::scale`, the
+//!   factor on its event rate): `scale = q-quantile of |w| / unit over its targets /
+//!   input_max_count`, `count = min(round(|w| / (unit scale)), input_max_count)`.
+//! - Fan-in: per post neuron, W_fast candidates are first taken by decreasing |w| while they fit
+//!   in `fast_cams` entries; then every remaining candidate (inputs included) is taken by
+//!   decreasing |w| while the running CAM total stays within `cam_budget` (a candidate that does
+//!   not fit is pruned, smaller ones may still fit).
 //! - Fan-out: a source neuron reaching more than 3 chips loses its connections to the chips with
 //!   the smallest kept |w| mass.
 //! - Aliasing (conservative rule): neurons on different chips share (core, neuron) tags; within
@@ -54,8 +59,17 @@ const SLOTS_PER_CHIP: u32 = CORES_PER_CHIP * NEURONS_PER_CORE;
 pub struct MapOptions {
     /// CAM entries a neuron may use (1..=64).
     pub cam_budget: u32,
-    /// Count given to the largest weight of each (core, type) (1..=64).
+    /// Count given to a weight at the unit quantile of its (core, type) (1..=64).
     pub max_count: u32,
+    /// The same for input connections, whose unit is the core's times the input's scale: an
+    /// input channel costs one connection per neuron, so it can afford finer counts (1..=64).
+    pub input_max_count: u32,
+    /// unit = quantile(|w|, unit_quantile) / max_count per (core, type); larger weights clip
+    /// to `max_count`. 1.0: the largest weight sets the unit.
+    pub unit_quantile: f64,
+    /// CAM entries per neuron given to W_fast first (by decreasing |w|); the remaining budget is
+    /// then filled from every other candidate by decreasing |w|.
+    pub fast_cams: u32,
     /// Nominal current (A) of the largest unit weight on the board. ASSUMPTION: uncalibrated.
     pub max_unit_current_a: f64,
     /// Membrane DPI gain I_th / I_tau (howto: 2-3).
@@ -68,7 +82,10 @@ impl Default for MapOptions {
     fn default() -> Self {
         MapOptions {
             cam_budget: 64,
-            max_count: 16,
+            max_count: 4,
+            input_max_count: 16,
+            unit_quantile: 1.0,
+            fast_cams: 16,
             max_unit_current_a: 100e-12,
             mem_gain: 2.0,
             syn_gain: 1.0,
@@ -202,10 +219,25 @@ fn frob_rel(eff: &[f64], w: &[f64]) -> f64 {
 
 /// Map `net` onto the board. See the module documentation for every convention.
 pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError> {
-    if !(1..=64).contains(&opts.cam_budget) || !(1..=64).contains(&opts.max_count) {
+    if ![opts.cam_budget, opts.max_count, opts.input_max_count]
+        .iter()
+        .all(|v| (1..=64).contains(v))
+    {
         return Err(MapError::Options(format!(
-            "cam_budget {} and max_count {} must be in 1..=64",
-            opts.cam_budget, opts.max_count
+            "cam_budget {}, max_count {} and input_max_count {} must be in 1..=64",
+            opts.cam_budget, opts.max_count, opts.input_max_count
+        )));
+    }
+    if !(opts.unit_quantile > 0.0 && opts.unit_quantile <= 1.0) {
+        return Err(MapError::Options(format!(
+            "unit_quantile must be in (0, 1], got {}",
+            opts.unit_quantile
+        )));
+    }
+    if opts.fast_cams > opts.cam_budget {
+        return Err(MapError::Options(format!(
+            "fast_cams {} exceeds cam_budget {}",
+            opts.fast_cams, opts.cam_budget
         )));
     }
     if !(opts.max_unit_current_a.is_finite() && opts.max_unit_current_a > 0.0) {
@@ -276,23 +308,64 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     }
     total_mass += cands.iter().map(|k| k.w.abs()).sum::<f64>();
 
-    // Unit weight per (chip, core, type) = max |w| / max_count.
-    let mut units: BTreeMap<(u32, u32, SynType), f64> = BTreeMap::new();
+    // Unit weight per (chip, core, type) = quantile of |w| / max_count, over the recurrent
+    // weights of that type into that core (over the inputs where it has none).
+    let quantile_unit = |mut v: Vec<f64>, max_count: u32| -> f64 {
+        v.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least a fraction q of the values <= it.
+        let rank = ((opts.unit_quantile * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        v[rank - 1] / max_count as f64
+    };
+    let mut rec_mags: BTreeMap<(u32, u32, SynType), Vec<f64>> = BTreeMap::new();
+    let mut in_mags: BTreeMap<(u32, u32, SynType), Vec<f64>> = BTreeMap::new();
     for k in &cands {
         let (chip, core) = chip_core(k.post);
-        let u = units.entry((chip, core, k.ty)).or_insert(0.0);
-        *u = u.max(k.w.abs());
+        let m = match k.pre {
+            Pre::Neuron(_) => &mut rec_mags,
+            Pre::Input(_) => &mut in_mags,
+        };
+        m.entry((chip, core, k.ty)).or_default().push(k.w.abs());
     }
-    for u in units.values_mut() {
-        *u = r9(*u / opts.max_count as f64);
+    for (key, v) in in_mags {
+        rec_mags.entry(key).or_insert(v);
     }
+    let units: BTreeMap<(u32, u32, SynType), f64> = rec_mags
+        .into_iter()
+        .map(|(key, v)| (key, r9(quantile_unit(v, opts.max_count))))
+        .collect();
+    // Input scale per (channel, chip): the same quantile rule on |w| / unit, so the inputs use
+    // the counts 1..max_count whatever the recurrent units are.
+    let mut in_ratio: BTreeMap<(usize, u32), Vec<f64>> = BTreeMap::new();
+    for k in &cands {
+        if let Pre::Input(ch) = k.pre {
+            let (chip, core) = chip_core(k.post);
+            in_ratio
+                .entry((ch, chip))
+                .or_default()
+                .push(k.w.abs() / units[&(chip, core, k.ty)]);
+        }
+    }
+    let input_scale: BTreeMap<(usize, u32), f64> = in_ratio
+        .into_iter()
+        .map(|(key, v)| {
+            let s = quantile_unit(v, opts.input_max_count).max(f64::MIN_POSITIVE);
+            (key, r9(s))
+        })
+        .collect();
     for k in cands.iter_mut() {
         let (chip, core) = chip_core(k.post);
-        let unit = units[&(chip, core, k.ty)];
-        k.count = ((k.w.abs() / unit).round() as u32).min(opts.max_count);
+        let (unit, cap) = match k.pre {
+            Pre::Input(ch) => (
+                units[&(chip, core, k.ty)] * input_scale[&(ch, chip)],
+                opts.input_max_count,
+            ),
+            Pre::Neuron(_) => (units[&(chip, core, k.ty)], opts.max_count),
+        };
+        k.count = ((k.w.abs() / unit).round() as u32).min(cap);
     }
 
-    // Fan-in: per post, keep by decreasing |w| within the CAM budget.
+    // Fan-in: per post, W_fast first within `fast_cams`, then everything left by decreasing |w|
+    // within the CAM budget (a candidate that does not fit is pruned, smaller ones may still fit).
     let mut by_post: Vec<Vec<Cand>> = vec![Vec::new(); n];
     for k in cands {
         if k.count == 0 {
@@ -301,11 +374,25 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             by_post[k.post].push(k);
         }
     }
+    let is_fast = |k: &Cand| {
+        matches!(k.pre, Pre::Neuron(_)) && matches!(k.ty, SynType::Ampa | SynType::GabaA)
+    };
     let mut kept: Vec<Cand> = Vec::new();
     for list in by_post.iter_mut() {
         list.sort_by(|a, b| b.w.abs().total_cmp(&a.w.abs()).then(a.pre.cmp(&b.pre)));
+        let mut taken = vec![false; list.len()];
         let mut used = 0u32;
-        for k in list.iter() {
+        for (j, k) in list.iter().enumerate() {
+            if is_fast(k) && used + k.count <= opts.fast_cams {
+                used += k.count;
+                taken[j] = true;
+                kept.push(*k);
+            }
+        }
+        for (j, k) in list.iter().enumerate() {
+            if taken[j] {
+                continue;
+            }
             if used + k.count <= opts.cam_budget {
                 used += k.count;
                 kept.push(*k);
@@ -403,6 +490,7 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             tag_neuron: s % NEURONS_PER_CORE,
             target_chip: chip,
             core_mask: mask,
+            scale: input_scale[&(ch, chip)],
         });
     }
 
@@ -568,9 +656,15 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
 
     let q = &mut doc.quantisation;
     q.method = format!(
-        "unit = max |w| / {} per (core, type); count = round(|w| / unit), dropped when 0; \
-         per neuron keep largest |w| within {} CAMs; at most 3 target chips per source",
-        opts.max_count, opts.cam_budget
+        "unit = quantile(|w|, {q}) / {m} per (core, type); count = min(round(|w| / unit), {m}), \
+         dropped when 0; inputs: unit x scale, scale per (channel, chip) = quantile(|w| / unit, {q}) \
+         / {mi}, counts up to {mi}; per neuron W_fast first within {f} CAMs, then the largest |w| \
+         within {b} CAMs; at most 3 target chips per source",
+        q = opts.unit_quantile,
+        m = opts.max_count,
+        mi = opts.input_max_count,
+        f = opts.fast_cams,
+        b = opts.cam_budget
     );
     for (k, v) in [
         ("max_fan_in", report.max_fan_in as f64),
@@ -646,8 +740,9 @@ pub fn effective_weights(doc: &Doc, n: usize) -> (Vec<f32>, Vec<f32>) {
     (wf, ws)
 }
 
-/// Effective input projection N x C rebuilt from the document's input connections.
-fn effective_input(doc: &Doc, n: usize, c: usize) -> Vec<f64> {
+/// Effective input projection N x C (`[post][channel]`) rebuilt from the document's input
+/// connections: scale x count x unit x sign.
+pub fn effective_input(doc: &Doc, n: usize, c: usize) -> Vec<f64> {
     let idx: BTreeMap<u32, (usize, u32, u32)> = doc
         .neurons
         .iter()
@@ -669,7 +764,7 @@ fn effective_input(doc: &Doc, n: usize, c: usize) -> Vec<f64> {
             continue;
         }
         if let Some(&unit) = units.get(&(chip, core, con.syn_type)) {
-            out[post * c + ch] += signed(con.count, unit, con.syn_type);
+            out[post * c + ch] += inp.scale * signed(con.count, unit, con.syn_type);
         }
     }
     out
@@ -798,6 +893,7 @@ mod tests {
             w_slow: vec![],
             w_in_teacher: vec![],
             w_out_teacher: vec![],
+            input_override: None,
         };
         assert_eq!(
             map_network(&net, &MapOptions::default()).unwrap_err(),

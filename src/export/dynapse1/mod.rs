@@ -1,13 +1,16 @@
 //! DYNAP-SE1 export: the versioned JSON document ([`doc`]), the hardware-rule validator
 //! ([`validate`]), emitters for the cAER netparser, samna and the host readout ([`emit`]), and
 //! per-core biases from intended physical parameters through the nominal bias mapping
-//! ([`biases`]).
+//! ([`biases`]), the mapper from a trained network ([`map`]), the deployed network for
+//! re-simulation and the power estimate ([`deploy`]), and the CLI stage ([`stage`]).
 //! See DESIGN.md §7 and reference/dynapse1.md §6.
 
 pub mod biases;
+pub mod deploy;
 pub mod doc;
 pub mod emit;
 pub mod map;
+pub mod stage;
 pub mod validate;
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ fn fixture() -> Doc {
         tag_neuron: 10,
         target_chip: 0,
         core_mask: 0b0010,
+        scale: 1.0,
     }];
     d.connections = vec![
         conn(Source::Input(0), 261, 3, 4),
@@ -616,61 +617,14 @@ fn optional_sections_may_be_absent() {
 // ---------------------------------------------------------------------------------------------
 // Emitters
 
-/// Hand parser of one netparser connection line:
-/// `U<2 digits>-C<2 digits>-N<3 digits>-><type 0..3>-<count 2 digits, 1..64>-U<2>-C<2>-N<3>`.
-/// Returns ((chip, core, neuron), type, count, (chip, core, neuron)).
-type Addr = (u32, u32, u32);
-
-fn parse_netparser_line(line: &str) -> Option<(Addr, u32, u32, Addr)> {
-    struct P<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-    impl P<'_> {
-        fn lit(&mut self, t: &str) -> Option<()> {
-            let t = t.as_bytes();
-            (self.s.get(self.i..self.i + t.len())? == t).then(|| self.i += t.len())
-        }
-        fn digits(&mut self, n: usize) -> Option<u32> {
-            let d = self.s.get(self.i..self.i + n)?;
-            if !d.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            self.i += n;
-            std::str::from_utf8(d).ok()?.parse().ok()
-        }
-        fn addr(&mut self, max_chip: u32) -> Option<Addr> {
-            self.lit("U")?;
-            let chip = self.digits(2)?;
-            self.lit("-C")?;
-            let core = self.digits(2)?;
-            self.lit("-N")?;
-            let neuron = self.digits(3)?;
-            (chip <= max_chip && core <= 3 && neuron <= 255).then_some((chip, core, neuron))
-        }
-    }
-    let mut p = P {
-        s: line.as_bytes(),
-        i: 0,
-    };
-    let pre = p.addr(4)?;
-    p.lit("->")?;
-    let ty = p.digits(1)?;
-    p.lit("-")?;
-    let count = p.digits(2)?;
-    p.lit("-")?;
-    let post = p.addr(3)?;
-    (p.i == line.len() && ty <= 3 && (1..=64).contains(&count)).then_some((pre, ty, count, post))
-}
-
 #[test]
 fn hand_parser_accepts_documented_examples_and_rejects_others() {
     assert_eq!(
-        parse_netparser_line("U00-C01-N005->3-08-U02-C03-N006"),
+        emit::parse_caer_connection("U00-C01-N005->3-08-U02-C03-N006"),
         Some(((0, 1, 5), 3, 8, (2, 3, 6)))
     );
     assert_eq!(
-        parse_netparser_line("U04-C01-N005->0-64-U02-C03-N006"),
+        emit::parse_caer_connection("U04-C01-N005->0-64-U02-C03-N006"),
         Some(((4, 1, 5), 0, 64, (2, 3, 6)))
     );
     for bad in [
@@ -683,7 +637,7 @@ fn hand_parser_accepts_documented_examples_and_rejects_others() {
         "U00-C01-N005->3-08-U02-C03-N006 ",
         "U00_C01_N005->U00_C01_N002",
     ] {
-        assert_eq!(parse_netparser_line(bad), None, "{bad}");
+        assert_eq!(emit::parse_caer_connection(bad), None, "{bad}");
     }
 }
 
@@ -698,7 +652,7 @@ fn caer_connection_text_matches_the_grammar() {
     assert_eq!(lines.len(), d.connections.len());
     for l in &lines {
         assert!(
-            parse_netparser_line(l).is_some(),
+            emit::parse_caer_connection(l).is_some(),
             "line does not match the netparser grammar: {l:?}"
         );
     }
@@ -712,7 +666,7 @@ fn caer_connection_text_matches_the_grammar() {
     // every comment line is one line (the provenance note has a newline in it)
     assert!(
         text.lines()
-            .all(|l| l.starts_with('#') || parse_netparser_line(l).is_some())
+            .all(|l| l.starts_with('#') || emit::parse_caer_connection(l).is_some())
     );
 }
 

@@ -26,7 +26,7 @@ pub enum Rule {
     Conventions,
     /// Board constants are not DYNAP-SE1's (4 chips, 4 cores, 256 neurons, 64 CAMs, 3 SRAMs).
     Board,
-    /// V1: chip/core 0..3, neuron 0..255, input tag, target chip, core mask 1..15.
+    /// V1: chip/core 0..3, neuron 0..255, input tag, target chip, core mask 1..15, input scale > 0.
     IdRange,
     /// global_id != 1024*chip + 256*core + neuron.
     GlobalId,
@@ -492,6 +492,13 @@ fn check_inputs(doc: &Doc, out: &mut Out) {
                 Rule::IdRange,
                 format!("{at}.core_mask"),
                 format!("core_mask {} not in 1..=15", i.core_mask),
+            );
+        }
+        if !(i.scale.is_finite() && i.scale > 0.0) {
+            out.push(
+                Rule::IdRange,
+                format!("{at}.scale"),
+                format!("scale {} must be finite and > 0", i.scale),
             );
         }
         if i.tag_core == 0 && i.tag_neuron == 0 {

@@ -1,0 +1,595 @@
+//! `robust-snn export`: map the trained network of a run folder onto a DYNAP-SE1 board, validate
+//! it, re-simulate the deployed network beside the float one on DYNAP-like chip ensembles, and
+//! write `DIR/dynapse1/` in one staged step (nothing is written when any part fails).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::deploy::{
+    EnergyModel, PowerEstimate, cams_per_source, deployed_network, float_on_chip, power,
+};
+use super::doc::Doc;
+use super::emit::emit_all;
+use super::map::{MapOptions, MapReport, capacity, map_network};
+use super::validate::validate;
+use crate::backend::Resolved;
+use crate::chip::Perturbation;
+use crate::config::{Config, DynapMismatch, RunDir};
+use crate::engine::{EnsembleJob, Record};
+use crate::error::Error;
+use crate::report::StagedDir;
+use crate::report::plot::Group;
+use crate::study::evaluate::{InstanceRow, LevelSummary, Prepared, StudySpec, evaluate_level};
+use crate::study::levels::{Level, LevelKind, level};
+
+/// The folder `export` writes inside the run folder.
+pub const DIR_NAME: &str = "dynapse1";
+/// The re-simulated deployed network (engine format), beside the chip files.
+pub const DEPLOYED_FILE: &str = "deployed_network.safetensors";
+/// Chips whose per-neuron spike counts feed the power estimate.
+const POWER_INSTANCES: u32 = 8;
+
+/// `report.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    /// The network fits the board and the document breaks no hardware rule.
+    pub fits: bool,
+    pub neurons_used: usize,
+    pub cores_used: usize,
+    pub chips_used: usize,
+    pub inputs_used: usize,
+    pub connections: usize,
+    pub max_fan_in: u32,
+    pub cam_budget: u32,
+    pub pruned_weight_fraction: f64,
+    pub relative_error_w_fast: f64,
+    pub relative_error_w_slow: f64,
+    pub relative_error_input: f64,
+    /// Median accuracy over the chip instances under the DYNAP-like mismatch, as trained
+    /// (output gain 1): the float network, and the deployed one.
+    pub float_accuracy: f64,
+    pub deployed_accuracy: f64,
+    /// The same after the per-level recalibration (output gain and recurrent scale).
+    pub float_accuracy_recalibrated: f64,
+    pub deployed_accuracy_recalibrated: f64,
+    /// Without mismatch.
+    pub float_accuracy_nominal: f64,
+    pub deployed_accuracy_nominal: f64,
+    pub float_rate_hz: f64,
+    pub deployed_rate_hz: f64,
+    /// Median over chips of the event-driven power of the deployed network under mismatch.
+    pub estimated_power_uw: f64,
+    pub power: PowerReport,
+    pub mismatch: DynapMismatch,
+    pub instances: u32,
+    pub val_instances: u32,
+    pub test_trials: usize,
+    pub policy: PolicyReport,
+    pub levels: Vec<LevelSummary>,
+    pub backend: String,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyReport {
+    pub cam_budget: u32,
+    pub max_count: u32,
+    pub input_max_count: u32,
+    pub unit_quantile: f64,
+    pub fast_cams: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PowerReport {
+    pub model: EnergyModel,
+    /// Median over chips.
+    pub spikes_per_s: f64,
+    pub synaptic_events_per_s: f64,
+    pub instances: u32,
+    pub trials: usize,
+    pub assumption: String,
+}
+
+/// Where the default energies come from (also written into the report).
+pub const ENERGY_NOTE: &str = "ASSUMPTION: the default energies (883 pJ per spike, 324 pJ per \
+    synaptic event) are the order of magnitude reported for DYNAP-SE in Moradi et al., IEEE \
+    TBioCAS 12(1), 2018, as recalled, not checked against the paper; static and FPGA input power \
+    are not modelled unless export.static_power_uw is set. Measure on the board before relying \
+    on them.";
+
+fn map_options(cfg: &Config) -> MapOptions {
+    let x = &cfg.export;
+    MapOptions {
+        cam_budget: x.cam_budget,
+        max_count: x.max_count,
+        input_max_count: x.input_max_count,
+        unit_quantile: x.unit_quantile as f64,
+        fast_cams: x.fast_cams,
+        max_unit_current_a: x.max_unit_current_pa * 1e-12,
+        mem_gain: x.mem_gain,
+        syn_gain: x.syn_gain,
+    }
+}
+
+/// The re-simulation's sizes: the study's, with `export.instances` when set.
+pub fn spec(cfg: &Config, backend: &Resolved) -> StudySpec {
+    let mut spec = crate::study::spec_for(cfg, backend);
+    if cfg.export.instances > 0 {
+        spec.instances = cfg.export.instances;
+        if cfg.evaluation.val_instances == 0 {
+            spec.val_instances = (spec.instances / 4).max(4);
+        }
+    }
+    spec
+}
+
+/// The two levels of the re-simulation: no mismatch, and DYNAP-like mismatch.
+pub fn levels(m: &DynapMismatch) -> [Level; 2] {
+    let dynap = Perturbation {
+        cv: Some(m.cv()),
+        ..Default::default()
+    };
+    let mut l = level(LevelKind::DynapMismatch, 0.0, dynap);
+    l.label = "dynap_mismatch".into();
+    [level(LevelKind::None, 0.0, Perturbation::default()), l]
+}
+
+/// Fails before any work when the configured network cannot fit the board.
+pub fn check_fits(cfg: &Config) -> Result<(), Error> {
+    let cap = capacity(cfg.task().channels());
+    if cfg.snn.n > cap {
+        return Err(Error::Other(format!(
+            "snn.n = {} neurons do not fit a DYNAP-SE1 board: it holds {cap} with {} input tags \
+             reserved (4 chips x 4 cores x 256 neurons, minus neuron 0 of core 0 and the input \
+             tags on every chip)",
+            cfg.snn.n,
+            cfg.task().channels()
+        )));
+    }
+    Ok(())
+}
+
+fn provenance(doc: &mut Doc, cfg: &Config, run: &RunDir) {
+    use serde_json::json;
+    let p = &mut doc.provenance;
+    p.insert("generator".into(), json!("robust-snn export"));
+    p.insert("engine_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    p.insert("task".into(), json!(cfg.task().name()));
+    p.insert("seed".into(), json!(cfg.seed));
+    p.insert(
+        "network_file".into(),
+        json!(
+            run.snn()
+                .join(crate::stages::NETWORK_FILE)
+                .display()
+                .to_string()
+        ),
+    );
+    p.insert("config".into(), json!(cfg.to_toml()));
+}
+
+/// Median of per-chip power estimates of `net` under `level`.
+fn power_of(
+    engine: &dyn crate::engine::Engine,
+    net: &crate::snn::Network,
+    level: &Level,
+    data: &Prepared,
+    spec: &StudySpec,
+    cams: &[u64],
+    model: &EnergyModel,
+) -> Result<(Vec<PowerEstimate>, u32, usize), Error> {
+    let instances = spec.instances.min(POWER_INSTANCES);
+    let trials = data.test.len().min(20);
+    let inputs: Vec<Vec<f32>> = data.test[..trials]
+        .iter()
+        .map(|t| t.input.clone())
+        .collect();
+    let steps = data.test.first().map(|t| t.steps).unwrap_or(0);
+    let out = engine.simulate(&EnsembleJob {
+        net,
+        perturbation: &level.perturbation,
+        seed: spec.seed,
+        instances: 0..instances,
+        inputs: &inputs,
+        trial_offset: 0,
+        steps,
+        record: Record::default(),
+    })?;
+    let seconds = (trials * steps) as f64 * net.params.dt_s() as f64;
+    let per_chip = out
+        .trials
+        .iter()
+        .map(|inst| {
+            let mut counts = vec![0u64; net.n];
+            for t in inst {
+                for (c, &k) in counts.iter_mut().zip(&t.spike_counts) {
+                    *c += k as u64;
+                }
+            }
+            power(&counts, cams, seconds, model)
+        })
+        .collect();
+    Ok((per_chip, instances, trials))
+}
+
+fn median(v: &[f64]) -> f64 {
+    crate::study::stats::quartiles(v).median
+}
+
+/// The export stage. Trains the teacher and the spiking network first when the run folder lacks
+/// them.
+pub fn export(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    show_progress: bool,
+) -> Result<ExportReport, Error> {
+    let t0 = std::time::Instant::now();
+    check_fits(cfg)?;
+    let net_path = run.snn().join(crate::stages::NETWORK_FILE);
+    if !net_path.is_file() {
+        eprintln!(
+            "no trained network in {}: training it first",
+            run.snn().display()
+        );
+        crate::stages::train_snn(cfg, run, backend, false)?;
+    }
+    let net = crate::snn::Network::load(&net_path)?;
+    let teacher = crate::teacher::load(cfg, run)?;
+    let task = cfg.task();
+
+    let mapped = map_network(&net, &map_options(cfg)).map_err(|e| {
+        Error::Other(format!(
+            "{}: cannot map onto DYNAP-SE1: {e}",
+            net_path.display()
+        ))
+    })?;
+    let mut doc = mapped.doc;
+    let rep: MapReport = mapped.report;
+    provenance(&mut doc, cfg, run);
+    let m = &cfg.export.mismatch;
+    doc.mismatch_assumptions.cv = [
+        ("tau_mem", m.tau_mem),
+        ("tau_fast", m.tau_fast),
+        ("tau_slow", m.tau_slow),
+        ("v_th", m.v_th),
+        ("w_in", m.w_in),
+        ("w_fast", m.w_fast),
+        ("w_slow", m.w_slow),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), (*v as f64 * 1e6).round() / 1e6))
+    .collect();
+    doc.mismatch_assumptions.notes.push(
+        "re-simulation draws every parameter per neuron / per synapse as |mu (1 + cv z)|; the readout runs on the host, unperturbed"
+            .into(),
+    );
+    let violations = validate(&doc);
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().take(10).map(|v| v.to_string()).collect();
+        return Err(Error::Other(format!(
+            "the mapped network breaks {} hardware rule(s), nothing written: {}",
+            violations.len(),
+            list.join("; ")
+        )));
+    }
+    let emitted = emit_all(&doc).map_err(|e| Error::Other(e.to_string()))?;
+
+    // Re-simulation: float and deployed networks on the same chip draws.
+    let spec = spec(cfg, backend);
+    let engine = crate::study::engine_for(backend)?;
+    let data = Prepared::new(task.as_ref(), &teacher, &spec);
+    let levels = levels(&cfg.export.mismatch);
+    let float = float_on_chip(&net);
+    let deployed = deployed_network(&net, &doc);
+    let nets = [("float", &float), ("deployed", &deployed)];
+    let pb =
+        crate::report::progress_bar((spec.instances + spec.val_instances) as u64 * 4, "export");
+    if !show_progress {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let tick = |k: u64| pb.inc(k);
+    let mut rows: Vec<InstanceRow> = Vec::new();
+    let mut sums: Vec<LevelSummary> = Vec::new();
+    for (name, n) in nets {
+        for l in &levels {
+            pb.set_message(format!("{name}: {}", l.label));
+            let (r, s) = evaluate_level(
+                engine.as_ref(),
+                n,
+                name,
+                task.as_ref(),
+                &data,
+                l,
+                &spec,
+                &tick,
+            )?;
+            let line = format!(
+                "{name} {}: accuracy {:.3} [{:.3}, {:.3}], recalibrated {:.3}, rate {:.1} Hz",
+                l.label,
+                s.accuracy.median,
+                s.accuracy.q25,
+                s.accuracy.q75,
+                s.accuracy_recalibrated.median,
+                s.mean_rate_hz.median
+            );
+            if show_progress {
+                pb.println(line);
+            } else {
+                eprintln!("{line}");
+            }
+            rows.extend(r);
+            sums.push(s);
+        }
+    }
+    pb.finish_and_clear();
+    let model = EnergyModel {
+        energy_per_spike_pj: cfg.export.energy_per_spike_pj,
+        energy_per_synaptic_event_pj: cfg.export.energy_per_synaptic_event_pj,
+        static_power_uw: cfg.export.static_power_uw,
+    };
+    let cams = cams_per_source(&doc, net.n);
+    let (per_chip, p_inst, p_trials) = power_of(
+        engine.as_ref(),
+        &deployed,
+        &levels[1],
+        &data,
+        &spec,
+        &cams,
+        &model,
+    )?;
+    let col =
+        |f: &dyn Fn(&PowerEstimate) -> f64| median(&per_chip.iter().map(f).collect::<Vec<_>>());
+    let find = |net: &str, kind: &str| sums.iter().find(|s| s.network == net && s.kind == kind);
+    let (ff, fd, nf, nd) = (
+        find("float", "dynap_mismatch"),
+        find("deployed", "dynap_mismatch"),
+        find("float", "none"),
+        find("deployed", "none"),
+    );
+    let acc =
+        |s: Option<&LevelSummary>, f: &dyn Fn(&LevelSummary) -> f64| s.map(f).unwrap_or(f64::NAN);
+    let chips: std::collections::BTreeSet<u32> = doc.neurons.iter().map(|p| p.chip).collect();
+    let mut notes = rep.notes.clone();
+    if rep.rel_error_fast >= 0.99 && net.params.use_fast {
+        notes.push(
+            "W_fast is (almost) entirely lost in the mapping: raise export.fast_cams or lower export.unit_quantile"
+                .into(),
+        );
+    }
+    let report = ExportReport {
+        fits: true,
+        neurons_used: rep.neurons_used,
+        cores_used: rep.cores_used,
+        chips_used: chips.len(),
+        inputs_used: rep.inputs_used,
+        connections: rep.connections,
+        max_fan_in: rep.max_fan_in,
+        cam_budget: cfg.export.cam_budget,
+        pruned_weight_fraction: rep.pruned_weight_fraction,
+        relative_error_w_fast: rep.rel_error_fast,
+        relative_error_w_slow: rep.rel_error_slow,
+        relative_error_input: rep.rel_error_input,
+        float_accuracy: acc(ff, &|s| s.accuracy.median),
+        deployed_accuracy: acc(fd, &|s| s.accuracy.median),
+        float_accuracy_recalibrated: acc(ff, &|s| s.accuracy_recalibrated.median),
+        deployed_accuracy_recalibrated: acc(fd, &|s| s.accuracy_recalibrated.median),
+        float_accuracy_nominal: acc(nf, &|s| s.accuracy.median),
+        deployed_accuracy_nominal: acc(nd, &|s| s.accuracy.median),
+        float_rate_hz: acc(ff, &|s| s.mean_rate_hz.median),
+        deployed_rate_hz: acc(fd, &|s| s.mean_rate_hz.median),
+        estimated_power_uw: col(&|p| p.total_uw),
+        power: PowerReport {
+            model,
+            spikes_per_s: col(&|p| p.spikes_per_s),
+            synaptic_events_per_s: col(&|p| p.synaptic_events_per_s),
+            instances: p_inst,
+            trials: p_trials,
+            assumption: ENERGY_NOTE.into(),
+        },
+        mismatch: cfg.export.mismatch,
+        instances: spec.instances,
+        val_instances: spec.val_instances,
+        test_trials: spec.test_trials,
+        policy: PolicyReport {
+            cam_budget: cfg.export.cam_budget,
+            max_count: cfg.export.max_count,
+            input_max_count: cfg.export.input_max_count,
+            unit_quantile: cfg.export.unit_quantile as f64,
+            fast_cams: cfg.export.fast_cams,
+        },
+        levels: sums.clone(),
+        backend: engine.name(),
+        seconds: t0.elapsed().as_secs_f64(),
+        notes,
+    };
+
+    let target = run.root.join(DIR_NAME);
+    let stage = StagedDir::new(&target).map_err(|e| Error::io(&target, e))?;
+    emitted
+        .write_all(stage.path())
+        .map_err(|e| Error::io(stage.path(), e))?;
+    deployed.save(&stage.join(DEPLOYED_FILE))?;
+    let io = |p: &Path, e: std::io::Error| Error::io(p, e);
+    let p = stage.join("report.json");
+    crate::report::write_json(&p, &report).map_err(|e| io(&p, e))?;
+    let p = stage.join("report.md");
+    crate::report::write_atomic(&p, markdown(&report, &rep).as_bytes()).map_err(|e| io(&p, e))?;
+    let p = stage.join("instances.csv");
+    crate::report::write_atomic(&p, crate::study::report::instances_csv(&rows).as_bytes())
+        .map_err(|e| io(&p, e))?;
+    std::fs::create_dir_all(stage.join("plots")).map_err(|e| io(&stage.join("plots"), e))?;
+    plots(&stage, &rows, &doc, &rep)?;
+    stage.commit().map_err(|e| Error::io(&target, e))?;
+    Ok(report)
+}
+
+fn plots(stage: &StagedDir, rows: &[InstanceRow], doc: &Doc, rep: &MapReport) -> Result<(), Error> {
+    let group = |net: &str, kind: &str, f: &dyn Fn(&InstanceRow) -> f64| -> Vec<f64> {
+        rows.iter()
+            .filter(|r| r.network == net && r.kind == kind)
+            .map(f)
+            .collect()
+    };
+    let mk = |f: &dyn Fn(&InstanceRow) -> f64| -> Vec<Group> {
+        vec![
+            ("float, no mismatch".into(), group("float", "none", f)),
+            ("deployed, no mismatch".into(), group("deployed", "none", f)),
+            (
+                "float, DYNAP mismatch".into(),
+                group("float", "dynap_mismatch", f),
+            ),
+            (
+                "deployed, DYNAP mismatch".into(),
+                group("deployed", "dynap_mismatch", f),
+            ),
+        ]
+    };
+    crate::report::plot::boxes(
+        &stage.join("plots/accuracy.png"),
+        "Float vs deployed (DYNAP-SE1) network: accuracy per chip instance",
+        "",
+        "accuracy",
+        &mk(&|r| r.accuracy),
+        Some((
+            "as trained",
+            "recalibrated",
+            &mk(&|r| r.accuracy_recalibrated),
+        )),
+    )?;
+    let mut fan_in: std::collections::BTreeMap<u32, u32> = Default::default();
+    for c in &doc.connections {
+        *fan_in.entry(c.post).or_default() += c.count;
+    }
+    let mut used: Vec<f64> = doc
+        .neurons
+        .iter()
+        .map(|p| *fan_in.get(&p.global_id).unwrap_or(&0) as f64)
+        .collect();
+    used.sort_by(f64::total_cmp);
+    crate::report::plot::histogram(
+        &stage.join("plots/fan_in.png"),
+        &format!(
+            "CAM entries used per neuron (budget {}, max {})",
+            doc.board.cam_budget_per_neuron, rep.max_fan_in
+        ),
+        "CAM entries",
+        &used,
+        32,
+    )?;
+    crate::report::plot::histogram(
+        &stage.join("plots/dropped_mass.png"),
+        "Trained |w| mass dropped per neuron (pruned or rounded to 0)",
+        "dropped |w| mass",
+        &rep.dropped_mass,
+        32,
+    )?;
+    Ok(())
+}
+
+/// The readable report.
+pub fn markdown(r: &ExportReport, rep: &MapReport) -> String {
+    let mut s = String::new();
+    s.push_str("# DYNAP-SE1 export\n\n");
+    s.push_str(&format!(
+        "The network fits one board: {} neurons on {} cores of {} chip(s), {} FPGA input(s), {} connections. \
+         Every neuron uses at most {} of its {} CAM entries; no hardware rule is broken \
+         (`robust-snn export --check network.json` repeats the check).\n\n",
+        r.neurons_used, r.cores_used, r.chips_used, r.inputs_used, r.connections, r.max_fan_in, r.cam_budget
+    ));
+    s.push_str("## What the mapping gave up\n\n");
+    s.push_str(&format!(
+        "Policy: unit weight = {}-quantile of |w| / {} per (core, synapse type), inputs up to {} entries \
+         through their encoding scale; W_fast first within {} CAMs, then the largest |w| within {} CAMs \
+         per neuron.\n\n",
+        r.policy.unit_quantile,
+        r.policy.max_count,
+        r.policy.input_max_count,
+        r.policy.fast_cams,
+        r.policy.cam_budget
+    ));
+    s.push_str("| Quantity | Value |\n|---|---|\n");
+    s.push_str(&format!(
+        "| trained |w| mass dropped (pruned or rounded to 0) | {:.1} % |\n",
+        100.0 * r.pruned_weight_fraction
+    ));
+    s.push_str(&format!(
+        "| relative error ‖W_eff − W‖/‖W‖, W_fast | {:.3} |\n",
+        r.relative_error_w_fast
+    ));
+    s.push_str(&format!(
+        "| relative error, W_slow | {:.3} |\n",
+        r.relative_error_w_slow
+    ));
+    s.push_str(&format!(
+        "| relative error, input projection | {:.3} |\n",
+        r.relative_error_input
+    ));
+    let worst = rep.dropped_mass.iter().copied().fold(0.0f64, f64::max);
+    s.push_str(&format!(
+        "| largest |w| mass dropped at one neuron | {worst:.4} |\n\n"
+    ));
+    s.push_str("## Re-simulation\n\n");
+    s.push_str(&format!(
+        "{} chip instances per row ({} validation chips for the recalibration), {} test trials, backend {}. \
+         DYNAP-like mismatch, relative sigma per parameter: tau_mem {}, tau_fast {}, tau_slow {}, V_th {}, \
+         input synapses {}, W_fast {}, W_slow {} (the readout runs on the host, unperturbed).\n\n",
+        r.instances,
+        r.val_instances,
+        r.test_trials,
+        r.backend,
+        r.mismatch.tau_mem,
+        r.mismatch.tau_fast,
+        r.mismatch.tau_slow,
+        r.mismatch.v_th,
+        r.mismatch.w_in,
+        r.mismatch.w_fast,
+        r.mismatch.w_slow
+    ));
+    s.push_str("| Network | Level | Accuracy, median [IQR] | Recalibrated | Rate (Hz) |\n|---|---|---|---|---|\n");
+    for l in &r.levels {
+        s.push_str(&format!(
+            "| {} | {} | {:.3} [{:.3}, {:.3}] | {:.3} (gain {:.2}, scale {:.2}) | {:.1} |\n",
+            l.network,
+            l.level,
+            l.accuracy.median,
+            l.accuracy.q25,
+            l.accuracy.q75,
+            l.accuracy_recalibrated.median,
+            l.gain,
+            l.recurrent_scale,
+            l.mean_rate_hz.median
+        ));
+    }
+    s.push_str("\n## Power estimate\n\n");
+    s.push_str(&format!(
+        "{:.1} µW (median over {} chips, {} trials each): {:.0} spikes/s and {:.0} synaptic events/s at \
+         {} pJ per spike and {} pJ per synaptic event, plus {} µW static.\n\n{}\n",
+        r.estimated_power_uw,
+        r.power.instances,
+        r.power.trials,
+        r.power.spikes_per_s,
+        r.power.synaptic_events_per_s,
+        r.power.model.energy_per_spike_pj,
+        r.power.model.energy_per_synaptic_event_pj,
+        r.power.model.static_power_uw,
+        r.power.assumption
+    ));
+    if !r.notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+        for n in &r.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s.push_str(
+        "\n## Files\n\n- `network.json`: the versioned document (conventions, biases, placement, connections, readout, provenance)\n\
+         - `network.caer.txt`, `biases.caer.txt`: cAER netparser connections and biases\n\
+         - `samna_setup.py`, `samna_biases.json`: the same network for samna\n\
+         - `readout.json`: the host readout\n\
+         - `deployed_network.safetensors`: the network the re-simulation ran\n\
+         - `instances.csv`, `plots/`: per-chip figures\n",
+    );
+    s
+}
