@@ -292,3 +292,95 @@ fn bad_shapes_are_errors() {
     let mut nets = vec![net.clone(), net];
     tr.download(&mut nets).unwrap();
 }
+
+#[test]
+fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
+    // The trainer's whole loop (several trials per epoch, weights kept on the device between
+    // trials and synced per epoch, validation between epochs) on both rules from one seed, at
+    // the default XOR size (N = 320, Nc = 64, 1000-step trials): long dispatches of this size
+    // once diverged from the CPU on lavapipe (see MAX_UPDATES_PER_DISPATCH).
+    use robust_snn::config::TrainingConfig;
+    use robust_snn::learn::trainer::{TrainOptions, train_networks};
+    use robust_snn::tasks::xor::{XorParams, XorTask};
+    use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
+    let Some(ctx) = context() else { return };
+    let teacher = TeacherWeights::init(
+        64,
+        1,
+        1,
+        &TeacherInit {
+            input_scale: 10.0,
+            spectral_radius: 0.95,
+            tau_init_min_ms: 15.0,
+            tau_init_max_ms: 100.0,
+        },
+        3,
+    );
+    let task = XorTask::new(
+        XorParams {
+            duration_ms: 1000,
+            ..XorParams::default()
+        },
+        5,
+    );
+    let params = SnnParams {
+        n: 320,
+        ..SnnParams::default()
+    };
+    let cfg = TrainingConfig {
+        epochs: 2,
+        samples_per_epoch: 2,
+        eta: 1e-6,
+        k: 75.0,
+        val_trials: 2,
+        test_trials: 2,
+        ..TrainingConfig::default()
+    };
+    let make = |seed: u64| {
+        Network::init(
+            params.clone(),
+            teacher.w_in.clone(),
+            teacher.w_out.clone(),
+            64,
+            1,
+            1,
+            seed,
+        )
+    };
+    let run = |gpu| {
+        train_networks(
+            &make,
+            &teacher,
+            &task,
+            &cfg,
+            9,
+            &TrainOptions {
+                checkpoint: None,
+                resume: false,
+                show_progress: false,
+                gpu,
+            },
+        )
+        .unwrap()
+    };
+    let cpu = run(None);
+    let gpu = run(Some(ctx));
+    for (c, g) in cpu[0].history.iter().zip(&gpu[0].history) {
+        eprintln!(
+            "epoch {}: train R cpu {:.5} gpu {:.5}, val R cpu {:.5} gpu {:.5}",
+            c.epoch, c.train_r, g.train_r, c.val_r, g.val_r
+        );
+        assert!((c.train_r - g.train_r).abs() <= 1e-3 * c.train_r, "train R");
+        assert!((c.val_r - g.val_r).abs() <= 1e-3 * c.val_r, "val R");
+    }
+    let scale = cpu[0].net.w_slow.iter().fold(0f32, |m, w| m.max(w.abs()));
+    assert!(scale > 0.0, "training changed nothing");
+    let diff = cpu[0]
+        .net
+        .w_slow
+        .iter()
+        .zip(&gpu[0].net.w_slow)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("W_slow max |diff| {diff:e} of max |w| {scale:e}");
+    assert!(diff <= 1e-3 * scale, "W_slow diverged: {diff} of {scale}");
+}

@@ -34,6 +34,13 @@ const LEARN_WGSL: &str = include_str!("../../../shaders/learn.wgsl");
 /// Preferred workgroup size (shrunk for small networks, clamped to the device limits).
 const PREFERRED_WG: u32 = 64;
 const L_FAST: u32 = 1;
+/// Per invocation and dispatch, at most this many W_slow row updates (steps x N x quads per
+/// invocation). On lavapipe (Mesa 25) dispatches of more than about 1e5 such updates gave
+/// results that differ from the CPU's (and from shorter dispatches of the same shader) even with
+/// eta = 0, for reasons not found; below it every size tried was bit-identical to the CPU
+/// (tests/gpu_learn.rs). The margin costs a few dispatches per trial.
+const MAX_UPDATES_PER_DISPATCH: usize = 32_768;
+
 /// Longest wait for one dispatch or read-back.
 const WAIT: Duration = Duration::from_secs(600);
 
@@ -364,6 +371,12 @@ impl GpuTrainer {
         (self.chunks[0].count, self.chunks.len())
     }
 
+    /// The most steps one dispatch may take ([`MAX_UPDATES_PER_DISPATCH`]).
+    fn max_k_steps(&self) -> usize {
+        let qpi = self.dims.nq.div_ceil(self.wg as usize).max(1);
+        (MAX_UPDATES_PER_DISPATCH / (self.dims.n.max(1) * qpi)).max(1)
+    }
+
     pub fn workgroup_size(&self) -> u32 {
         self.wg
     }
@@ -647,7 +660,7 @@ impl GpuTrainer {
         };
         let mut t = 0usize;
         while t < steps {
-            let kst = self.k_steps.clamp(1, steps - t);
+            let kst = self.k_steps.min(self.max_k_steps()).clamp(1, steps - t);
             uni.t_start = t as u32;
             uni.k_steps = kst as u32;
             let t0 = Instant::now();
@@ -674,7 +687,7 @@ impl GpuTrainer {
             // adapt K: aim at TARGET_DISPATCH, grow at most 4x per dispatch
             let el = t0.elapsed().as_secs_f64().max(1e-6);
             let want = (kst as f64 * TARGET_DISPATCH.as_secs_f64() / el).floor() as usize;
-            self.k_steps = want.clamp(1, 4 * kst);
+            self.k_steps = want.clamp(1, 4 * kst).min(self.max_k_steps());
         }
 
         // read back spike counts and x~, statistics as the CPU trainer computes them

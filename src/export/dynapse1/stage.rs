@@ -512,7 +512,7 @@ pub fn markdown(r: &ExportReport, rep: &MapReport) -> String {
     ));
     s.push_str("| Quantity | Value |\n|---|---|\n");
     s.push_str(&format!(
-        "| trained |w| mass dropped (pruned or rounded to 0) | {:.1} % |\n",
+        "| trained \\|w\\| mass dropped (pruned or rounded to 0) | {:.1} % |\n",
         100.0 * r.pruned_weight_fraction
     ));
     s.push_str(&format!(
@@ -529,7 +529,7 @@ pub fn markdown(r: &ExportReport, rep: &MapReport) -> String {
     ));
     let worst = rep.dropped_mass.iter().copied().fold(0.0f64, f64::max);
     s.push_str(&format!(
-        "| largest |w| mass dropped at one neuron | {worst:.4} |\n\n"
+        "| largest \\|w\\| mass dropped at one neuron | {worst:.4} |\n\n"
     ));
     s.push_str("## Re-simulation\n\n");
     s.push_str(&format!(
