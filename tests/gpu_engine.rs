@@ -333,3 +333,33 @@ fn per_parameter_cv_and_input_override_match_cpu() {
         }
     }
 }
+
+#[test]
+fn a_768_neuron_ensemble_with_long_dispatches_matches_cpu() {
+    // The audio-sized network over 1000 steps: dispatches long enough to hit the size at which
+    // the learning shader once diverged on lavapipe.
+    let Some(e) = engine() else { return };
+    let net = test_net(768, 32, 2, 1, 21);
+    let inputs = vec![smooth_input(1000, 2, 1.0, 8)];
+    let pert = Perturbation {
+        mismatch: 0.1,
+        ..Default::default()
+    };
+    let rec = Record {
+        x: false,
+        spikes: true,
+        v: false,
+    };
+    let cpu = run(&CpuEngine, &net, &pert, 3, 0..2, &inputs, 0, 1000, rec);
+    let gpu = run(&e, &net, &pert, 3, 0..2, &inputs, 0, 1000, rec);
+    for (gi, ci) in gpu.trials.iter().zip(&cpu.trials) {
+        let (g, c) = (&gi[0], &ci[0]);
+        let total: u32 = c.spike_counts.iter().sum();
+        assert!(total > 1000, "the network should spike ({total})");
+        let div = first_divergence(g, c, 1000);
+        eprintln!("spikes identical for {div} of 1000 steps ({total} spikes)");
+        assert!(div > 300, "spikes diverge at step {div}");
+        let gt: u32 = g.spike_counts.iter().sum();
+        assert!((gt as f64 - total as f64).abs() <= 0.02 * total as f64);
+    }
+}
