@@ -108,6 +108,9 @@ fn export_writes_a_valid_deployment_and_resimulates_what_it_wrote() {
         assert!((0.0..=1.0).contains(&a), "{k} = {a}");
     }
     assert!(r["estimated_power_uw"].as_f64().unwrap() >= 0.0);
+    let dropped = r["dropped_mass_per_neuron"].as_array().unwrap();
+    assert_eq!(dropped.len(), 40);
+    assert!(dropped.iter().all(|x| x.as_f64().unwrap() >= 0.0));
 
     // The document reloads, passes the validator, and re-serialises to the same document.
     let doc: Doc = doc::load(d.join("network.json")).unwrap();

@@ -46,6 +46,8 @@ pub struct ExportReport {
     pub relative_error_w_fast: f64,
     pub relative_error_w_slow: f64,
     pub relative_error_input: f64,
+    /// Trained |w| mass (all three matrices, as post) dropped at each model neuron.
+    pub dropped_mass_per_neuron: Vec<f64>,
     /// Median accuracy over the chip instances under the DYNAP-like mismatch, as trained
     /// (output gain 1): the float network, and the deployed one.
     pub float_accuracy: f64,
@@ -372,6 +374,7 @@ pub fn export(
         relative_error_w_fast: rep.rel_error_fast,
         relative_error_w_slow: rep.rel_error_slow,
         relative_error_input: rep.rel_error_input,
+        dropped_mass_per_neuron: rep.dropped_mass.clone(),
         float_accuracy: acc(ff, &|s| s.accuracy.median),
         deployed_accuracy: acc(fd, &|s| s.accuracy.median),
         float_accuracy_recalibrated: acc(ff, &|s| s.accuracy_recalibrated.median),
