@@ -103,6 +103,11 @@ fn export_writes_a_valid_deployment_and_resimulates_what_it_wrote() {
     }
     assert_eq!(r["fits"], true);
     assert_eq!(r["neurons_used"], 40);
+    // export.instances and evaluation.val_instances of the config.
+    assert_eq!(
+        (r["instances"].as_u64(), r["val_instances"].as_u64()),
+        (Some(3), Some(2))
+    );
     for k in ["float_accuracy", "deployed_accuracy"] {
         let a = r[k].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&a), "{k} = {a}");

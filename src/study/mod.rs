@@ -52,8 +52,13 @@ pub struct StudyOutcome {
 
 /// The study's sizes with the defaults resolved for the backend.
 pub fn spec_for(cfg: &Config, backend: &Resolved) -> StudySpec {
+    spec_with_instances(cfg, backend, cfg.evaluation.instances)
+}
+
+/// As [`spec_for`] with `instances` test chips per level (0: the backend's default).
+pub fn spec_with_instances(cfg: &Config, backend: &Resolved, instances: u32) -> StudySpec {
     let e = &cfg.evaluation;
-    let instances = match (e.instances, backend.is_gpu()) {
+    let instances = match (instances, backend.is_gpu()) {
         (0, true) => DEFAULT_INSTANCES_GPU,
         (0, false) => DEFAULT_INSTANCES_CPU,
         (n, _) => n,

@@ -117,14 +117,11 @@ fn map_options(cfg: &Config) -> MapOptions {
 
 /// The re-simulation's sizes: the study's, with `export.instances` when set.
 pub fn spec(cfg: &Config, backend: &Resolved) -> StudySpec {
-    let mut spec = crate::study::spec_for(cfg, backend);
-    if cfg.export.instances > 0 {
-        spec.instances = cfg.export.instances;
-        if cfg.evaluation.val_instances == 0 {
-            spec.val_instances = (spec.instances / 4).max(4);
-        }
-    }
-    spec
+    let instances = match cfg.export.instances {
+        0 => cfg.evaluation.instances,
+        n => n,
+    };
+    crate::study::spec_with_instances(cfg, backend, instances)
 }
 
 /// The two levels of the re-simulation: no mismatch, and DYNAP-like mismatch.
