@@ -394,6 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let cfg = e.common.load()?;
                 let resolved = backend::resolve(e.common.backend)?;
                 let run = RunDir::new(&e.common.out);
+                robust_snn::export::dynapse1::stage::check_fits(&cfg)?;
                 std::fs::create_dir_all(&run.root)
                     .with_context(|| format!("creating {}", run.root.display()))?;
                 let r = robust_snn::export::dynapse1::stage::export(

@@ -336,8 +336,8 @@ fn per_parameter_cv_and_input_override_match_cpu() {
 
 #[test]
 fn a_768_neuron_ensemble_with_long_dispatches_matches_cpu() {
-    // The audio-sized network over 1000 steps: dispatches long enough to hit the size at which
-    // the learning shader once diverged on lavapipe.
+    // The audio-sized network over 1000 steps of long ensemble dispatches (the learning shader's
+    // long dispatches diverged on lavapipe; tests/gpu_learn.rs covers that shader).
     let Some(e) = engine() else { return };
     let net = test_net(768, 32, 2, 1, 21);
     let inputs = vec![smooth_input(1000, 2, 1.0, 8)];

@@ -365,6 +365,7 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
     };
     let cpu = run(None);
     let gpu = run(Some(ctx));
+    assert_eq!(cpu[0].history.len(), gpu[0].history.len());
     for (c, g) in cpu[0].history.iter().zip(&gpu[0].history) {
         eprintln!(
             "epoch {}: train R cpu {:.5} gpu {:.5}, val R cpu {:.5} gpu {:.5}",

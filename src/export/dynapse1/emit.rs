@@ -128,6 +128,13 @@ pub fn caer_connections(doc: &Doc) -> String {
     s.push_str("# line: U<chip>-C<core>-N<neuron>-><type>-<cam_slots>-U<chip>-C<core>-N<neuron>; source chip U04 = FPGA spike generator (tag core, tag neuron)\n");
     s.push_str("# cam_slots = CAM entries (integer weight); some netparser builds clamp cam_slots to 1: check yours before loading\n");
     s.push_str("# FPGA inputs: the target chip and core mask go into the FPGA stimulus addresses, not into this file\n");
+    for i in &doc.inputs {
+        let _ = writeln!(
+            s,
+            "# input channel {} -> U04-C{:02}-N{:03} (target chip {}, core mask {:#06b}): event rate = {:?} x channel value",
+            i.channel, i.tag_core, i.tag_neuron, i.target_chip, i.core_mask, i.scale
+        );
+    }
     for l in convention_lines(doc) {
         let _ = writeln!(s, "# {l}");
     }
@@ -267,6 +274,13 @@ pub fn samna_script(doc: &Doc) -> String {
             "    ({}, {}, {}, {}, {}),",
             i.tag_core, i.tag_neuron, i.target_chip, i.core_mask, i.channel
         );
+    }
+    s.push_str("]\n\n");
+    s.push_str("# Encoding gain of each virtual neuron, in INPUTS order: its event rate is this times the\n");
+    s.push_str("# channel's model input (the weights of its connections assume it)\n");
+    s.push_str("INPUT_SCALES = [\n");
+    for i in &doc.inputs {
+        let _ = writeln!(s, "    {:?},", i.scale);
     }
     s.push_str("]\n\n");
     s.push_str("# (pre_chip, pre_core, pre_neuron, pre_is_input, post_chip, post_core, post_neuron, syn_type, count)\n");

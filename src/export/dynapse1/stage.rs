@@ -101,13 +101,19 @@ pub const ENERGY_NOTE: &str = "ASSUMPTION: the default energies (883 pJ per spik
     are not modelled unless export.static_power_uw is set. Measure on the board before relying \
     on them.";
 
+/// An f32 from the config as the decimal the user wrote (0.99f32 as f64 is 0.9900000095..., which
+/// would move a quantile's rank).
+fn widen(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
 fn map_options(cfg: &Config) -> MapOptions {
     let x = &cfg.export;
     MapOptions {
         cam_budget: x.cam_budget,
         max_count: x.max_count,
         input_max_count: x.input_max_count,
-        unit_quantile: x.unit_quantile as f64,
+        unit_quantile: widen(x.unit_quantile),
         fast_cams: x.fast_cams,
         max_unit_current_a: x.max_unit_current_pa * 1e-12,
         mem_gain: x.mem_gain,
@@ -262,7 +268,7 @@ pub fn export(
     .map(|(k, v)| (k.to_string(), (*v as f64 * 1e6).round() / 1e6))
     .collect();
     doc.mismatch_assumptions.notes.push(
-        "re-simulation draws every parameter per neuron / per synapse as |mu (1 + cv z)|; the readout runs on the host, unperturbed"
+        "re-simulation: per neuron tau = |mu (1 + cv z)| (floored at 1e-3 mu) and V_th = |mu (1 + cv z)|; per synapse w (1 + cv z); z standard normal from the seeded Philox streams; the readout runs on the host, unperturbed"
             .into(),
     );
     let violations = validate(&doc);
@@ -397,7 +403,7 @@ pub fn export(
             cam_budget: cfg.export.cam_budget,
             max_count: cfg.export.max_count,
             input_max_count: cfg.export.input_max_count,
-            unit_quantile: cfg.export.unit_quantile as f64,
+            unit_quantile: widen(cfg.export.unit_quantile),
             fast_cams: cfg.export.fast_cams,
         },
         levels: sums.clone(),
