@@ -7,29 +7,59 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::doc::{Doc, Source};
-use super::map::{effective_input, effective_weights};
+use super::map::{effective_input, effective_weights, rectified_projection};
 use crate::snn::Network;
 
-/// `net` with its float input projection given explicitly, so that on a chip instance every
-/// input synapse is mismatched on its own, as in the deployed network. Everything else is the
-/// trained network: the reference the deployed network is compared with.
-pub fn float_on_chip(net: &Network) -> Network {
+/// `net` on rectified input channels (2C: max(c, 0) and max(-c, 0) per model channel, as the
+/// chip's virtual neurons fire), with the teacher's input weights to match.
+fn on_rectified_inputs(net: &Network, input_override: Vec<f32>) -> Network {
+    let (nc, c) = (net.nc, net.n_in);
+    let mut w_in = vec![0f32; 2 * c * nc];
+    for ch in 0..c {
+        for k in 0..nc {
+            let w = net.w_in_teacher[ch * nc + k];
+            w_in[2 * ch * nc + k] = w;
+            w_in[(2 * ch + 1) * nc + k] = -w;
+        }
+    }
     let mut out = net.clone();
-    out.input_override = Some(net.input_projection());
+    out.n_in = 2 * c;
+    out.w_in_teacher = w_in;
+    out.input_override = Some(input_override);
     out
 }
 
+/// `net` on rectified input channels with its float projection given explicitly, so that on a
+/// chip instance every input synapse is mismatched on its own, as in the deployed network. It
+/// computes exactly what `net` computes on the signed input; it is the reference the deployed
+/// network is compared with. Run it on [`rectify_input`]ed trials.
+pub fn float_on_chip(net: &Network) -> Network {
+    let p = rectified_projection(&net.input_projection(), net.n, net.n_in);
+    on_rectified_inputs(net, p)
+}
+
 /// The network `doc` describes, on the model neurons of `net` (placement index = model index):
-/// W_fast and W_slow from the connections (count x unit x sign), the input projection from the
-/// input connections (scale x count x unit x sign); decoder, readout and neuron parameters are
-/// `net`'s (the readout runs on the host in floating point).
+/// W_fast and W_slow from the connections (count x unit x sign), the input projection over the
+/// rectified channels from the input connections (scale x count x unit x sign); decoder, readout
+/// and neuron parameters are `net`'s (the readout runs on the host in floating point). Run it on
+/// [`rectify_input`]ed trials.
 pub fn deployed_network(net: &Network, doc: &Doc) -> Network {
     let (w_fast, w_slow) = effective_weights(doc, net.n);
-    let input = effective_input(doc, net.n, net.n_in);
-    let mut out = net.clone();
+    let input = effective_input(doc, net.n, 2 * net.n_in);
+    let mut out = on_rectified_inputs(net, input.into_iter().map(|x| x as f32).collect());
     out.w_fast = w_fast;
     out.w_slow = w_slow;
-    out.input_override = Some(input.into_iter().map(|x| x as f32).collect());
+    out
+}
+
+/// A T x C input as the chip's virtual neurons see it, T x 2C: channel 2k = max(c_k, 0),
+/// 2k + 1 = max(-c_k, 0).
+pub fn rectify_input(input: &[f32], c: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(2 * input.len());
+    for &x in input.iter().take(input.len() / c.max(1) * c) {
+        out.push(x.max(0.0));
+        out.push((-x).max(0.0));
+    }
     out
 }
 
@@ -152,9 +182,13 @@ mod tests {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
         }
         assert!(dep.w_fast.iter().all(|&w| w == 0.0));
+        // Virtual channel 0 carries +P, channel 1 carries -P.
         let (p, q) = (dep.input_override.as_ref().unwrap(), net.input_projection());
-        for (a, b) in p.iter().zip(&q) {
-            assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs {b}");
+        assert_eq!((dep.n_in, p.len()), (2, 2 * q.len()));
+        for (i, &b) in q.iter().enumerate() {
+            for (a, want) in [(p[2 * i], b), (p[2 * i + 1], -b)] {
+                assert!((a - want).abs() <= 1e-6 * want.abs(), "{a} vs {want}");
+            }
         }
         // CAM entries listening to each neuron: its 6 outgoing slow synapses' counts.
         let cams = cams_per_source(&m.doc, net.n);
@@ -166,29 +200,44 @@ mod tests {
         }
         // The deployed and the trained network produce the same output on a trial.
         use crate::engine::{CpuEngine, Engine, EnsembleJob, Record, smooth_input};
-        let inputs = vec![smooth_input(400, 1, 1.0, 3)];
+        let signed = vec![smooth_input(400, 1, 1.0, 3)];
+        assert!(signed[0].iter().any(|&x| x < 0.0) && signed[0].iter().any(|&x| x > 0.0));
+        let rectified = vec![rectify_input(&signed[0], 1)];
         let none = crate::chip::Perturbation::default();
-        let sim = |n: &Network| {
+        let sim = |n: &Network, inputs: &[Vec<f32>]| {
             CpuEngine
                 .simulate(&EnsembleJob {
                     net: n,
                     perturbation: &none,
                     seed: 2,
                     instances: 0..1,
-                    inputs: &inputs,
+                    inputs,
                     trial_offset: 0,
                     steps: 400,
                     record: Record::default(),
                 })
                 .unwrap()
         };
-        let (a, b) = (sim(&dep), sim(&net));
+        let (a, b) = (sim(&dep, &rectified), sim(&net, &signed));
+        // The float twin on rectified inputs is the trained network exactly.
+        let f = sim(&float_on_chip(&net), &rectified);
+        assert_eq!(f.trials[0][0].spike_counts, b.trials[0][0].spike_counts);
         let ca: u32 = a.trials[0][0].spike_counts.iter().sum();
         assert!(ca > 10, "the network should spike ({ca})");
         assert_eq!(a.trials[0][0].spike_counts, b.trials[0][0].spike_counts);
         for (x, y) in a.trials[0][0].y.iter().zip(&b.trials[0][0].y) {
             assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
         }
+    }
+
+    #[test]
+    fn rectified_input_splits_the_sign() {
+        // T = 2, C = 2.
+        let x = [0.5, -2.0, 0.0, 3.0];
+        assert_eq!(
+            rectify_input(&x, 2),
+            vec![0.5, 0.0, 0.0, 2.0, 0.0, 0.0, 3.0, 0.0]
+        );
     }
 
     #[test]

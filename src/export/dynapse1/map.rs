@@ -6,12 +6,15 @@
 //!   in order. Never placed: (core 0, neuron 0) of every chip (empty CAMs listen to that tag) and
 //!   the input tag slots (see below), on every chip. All neurons share one parameter set, so every
 //!   used core gets the same biases (apart from the unit weights, which are per core).
-//! - Inputs: input channel `ch` owns the tag slot number `1023 - ch` (core 3, neuron 255 - ch for
-//!   the first channels). That slot is reserved on every chip, so no physical neuron ever carries
-//!   an input's tag and the conservative aliasing rule holds. An FPGA virtual neuron targets one
-//!   chip only, so one virtual input is created per (channel, chip) pair that has at least one
-//!   surviving input connection; its core mask is the set of cores of that chip with targets.
-//!   `InputSpec::channel` is the model channel, the label is "ch<ch>@chip<chip>".
+//! - Inputs: an event rate cannot be negative, so model channel k becomes two virtual channels
+//!   ([`rectified_projection`]): 2k fires for max(c_k, 0) with the weights P, 2k + 1 for
+//!   max(-c_k, 0) with the weights -P. Virtual channel `v` owns the tag slot number `1023 - v`
+//!   (core 3, neuron 255 - v for the first channels). That slot is reserved on every chip, so no
+//!   physical neuron ever carries an input's tag and the conservative aliasing rule holds. An
+//!   FPGA virtual neuron targets one chip only, so one virtual input is created per (virtual
+//!   channel, chip) pair that has at least one surviving input connection; its core mask is the
+//!   set of cores of that chip with targets. `InputSpec::channel` is the virtual channel, the
+//!   label is "ch<k>+@chip<chip>" or "ch<k>-@chip<chip>".
 //! - Synapse types: W_fast positive -> AMPA (3), negative -> GABA_A (1); W_slow positive -> NMDA (2),
 //!   negative -> GABA_B (0); input projection positive -> AMPA (3), negative -> GABA_A (1).
 //!   W_fast is not exported when `params.use_fast` is false.
@@ -98,7 +101,7 @@ impl Default for MapOptions {
 pub enum MapError {
     #[error("network has {neurons} neurons, the board holds {capacity}")]
     TooLarge { neurons: usize, capacity: usize },
-    #[error("{0} input channels: at most 1022 input tags")]
+    #[error("{0} input channels need twice as many input tags (ON and OFF); at most 1022")]
     TooManyInputs(usize),
     #[error("invalid network: {0}")]
     Shape(String),
@@ -145,7 +148,21 @@ pub fn capacity(n_in: usize) -> usize {
     (N_CHIPS * (SLOTS_PER_CHIP - 1)) as usize - N_CHIPS as usize * n_in
 }
 
-/// Slot number (256*core + neuron) of input channel `ch`'s tag.
+/// The input projection over rectified channels, N x 2C: an event rate cannot be negative, so
+/// model channel k is sent as two virtual channels, 2k carrying max(c_k, 0) with the weights P and
+/// 2k + 1 carrying max(-c_k, 0) with the weights -P (P c = P c+ - P c-).
+pub fn rectified_projection(p: &[f32], n: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n * 2 * c];
+    for i in 0..n {
+        for ch in 0..c {
+            out[i * 2 * c + 2 * ch] = p[i * c + ch];
+            out[i * 2 * c + 2 * ch + 1] = -p[i * c + ch];
+        }
+    }
+    out
+}
+
+/// Slot number (256*core + neuron) of virtual input channel `ch`'s tag.
 fn input_slot(ch: usize) -> u32 {
     SLOTS_PER_CHIP - 1 - ch as u32
 }
@@ -243,9 +260,11 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     if !(opts.max_unit_current_a.is_finite() && opts.max_unit_current_a > 0.0) {
         return Err(MapError::Options("max_unit_current_a must be > 0".into()));
     }
-    let (n, c) = (net.n, net.n_in);
+    let n = net.n;
+    // Virtual (rectified) input channels: two per model channel.
+    let c = 2 * net.n_in;
     if c > (SLOTS_PER_CHIP - 2) as usize {
-        return Err(MapError::TooManyInputs(c));
+        return Err(MapError::TooManyInputs(net.n_in));
     }
     let cap = capacity(c);
     if n > cap {
@@ -262,7 +281,7 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     let gid = |i: usize| global_id(slots[i].0, slots[i].1, slots[i].2);
 
     // Candidates (every nonzero trained weight).
-    let p = net.input_projection();
+    let p = rectified_projection(&net.input_projection(), n, net.n_in);
     let mut cands: Vec<Cand> = Vec::new();
     let mut total_mass = 0.0f64;
     let mut dropped = vec![0.0f64; n];
@@ -485,7 +504,11 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         input_index.insert((ch, chip), doc.inputs.len() as u32);
         doc.inputs.push(InputSpec {
             channel: ch as u32,
-            label: Some(format!("ch{ch}@chip{chip}")),
+            label: Some(format!(
+                "ch{}{}@chip{chip}",
+                ch / 2,
+                if ch % 2 == 0 { '+' } else { '-' }
+            )),
             tag_core: s / NEURONS_PER_CORE,
             tag_neuron: s % NEURONS_PER_CORE,
             target_chip: chip,
@@ -682,7 +705,11 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         opts.max_unit_current_a
     ));
     q.notes.push(
-        "inputs: one FPGA virtual neuron per (channel, chip); channel ch uses tag slot 1023 - ch, reserved on every chip"
+        "inputs: event rates cannot be negative, so model input k is sent as two virtual channels: 2k fires at scale x max(c_k, 0) and carries the weights P, 2k + 1 fires at scale x max(-c_k, 0) and carries -P; InputSpec::channel is the virtual channel"
+            .into(),
+    );
+    q.notes.push(
+        "inputs: one FPGA virtual neuron per (virtual channel, chip); virtual channel v uses tag slot 1023 - v, reserved on every chip"
             .into(),
     );
     q.notes.extend(notes);
@@ -877,7 +904,7 @@ mod tests {
 
     #[test]
     fn map_too_large_network_errors() {
-        let n = capacity(1) + 1;
+        let n = capacity(2) + 1;
         let net = Network {
             params: SnnParams {
                 n,
@@ -899,7 +926,7 @@ mod tests {
             map_network(&net, &MapOptions::default()).unwrap_err(),
             MapError::TooLarge {
                 neurons: n,
-                capacity: 4 * 1023 - 4
+                capacity: 4 * 1023 - 8
             }
         );
     }

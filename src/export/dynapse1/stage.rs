@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::deploy::{
     EnergyModel, PowerEstimate, cams_per_source, deployed_network, float_on_chip, power,
+    rectify_input,
 };
 use super::doc::Doc;
 use super::emit::emit_all;
@@ -143,14 +144,20 @@ pub fn levels(m: &DynapMismatch) -> [Level; 2] {
 
 /// Fails before any work when the configured network cannot fit the board.
 pub fn check_fits(cfg: &Config) -> Result<(), Error> {
-    let cap = capacity(cfg.task().channels());
+    let tags = 2 * cfg.task().channels();
+    if tags > 1022 {
+        return Err(Error::Other(format!(
+            "{} input channels need {tags} input tags (ON and OFF); a chip has 1022",
+            tags / 2
+        )));
+    }
+    let cap = capacity(tags);
     if cfg.snn.n > cap {
         return Err(Error::Other(format!(
-            "snn.n = {} neurons do not fit a DYNAP-SE1 board: it holds {cap} with {} input tags \
-             reserved (4 chips x 4 cores x 256 neurons, minus neuron 0 of core 0 and the input \
-             tags on every chip)",
-            cfg.snn.n,
-            cfg.task().channels()
+            "snn.n = {} neurons do not fit a DYNAP-SE1 board: it holds {cap} with {tags} input tags \
+             reserved (4 chips x 4 cores x 256 neurons, minus neuron 0 of core 0 and the ON/OFF \
+             input tags on every chip)",
+            cfg.snn.n
         )));
     }
     Ok(())
@@ -285,7 +292,12 @@ pub fn export(
     // Re-simulation: float and deployed networks on the same chip draws.
     let spec = spec(cfg, backend);
     let engine = crate::study::engine_for(backend)?;
-    let data = Prepared::new(task.as_ref(), &teacher, &spec);
+    let mut data = Prepared::new(task.as_ref(), &teacher, &spec);
+    // The chip sees every input channel as two non-negative event rates.
+    for t in data.test.iter_mut().chain(data.val.iter_mut()) {
+        t.input = rectify_input(&t.input, t.channels);
+        t.channels *= 2;
+    }
     let levels = levels(&cfg.export.mismatch);
     let float = float_on_chip(&net);
     let deployed = deployed_network(&net, &doc);
