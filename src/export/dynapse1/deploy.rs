@@ -2,12 +2,10 @@
 //! (integer counts x unit weights, pruned connections, inputs through their encoding scale), its
 //! float twin with the same input model, and the power estimate from simulated spike counts.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use super::doc::{Doc, Source};
-use super::map::{effective_input, effective_weights, rectified_projection};
+use super::map::{effective_input, effective_weights, placement_index, rectified_projection};
 use crate::snn::Network;
 
 /// `net` on rectified input channels (2C: max(c, 0) and max(-c, 0) per model channel, as the
@@ -66,16 +64,11 @@ pub fn rectify_input(input: &[f32], c: usize) -> Vec<f32> {
 /// CAM entries that listen to each model neuron (the synaptic events one of its spikes causes),
 /// indexed by model index; length `n`.
 pub fn cams_per_source(doc: &Doc, n: usize) -> Vec<u64> {
-    let index: BTreeMap<u32, usize> = doc
-        .neurons
-        .iter()
-        .filter(|p| (p.index as usize) < n)
-        .map(|p| (p.global_id, p.index as usize))
-        .collect();
+    let index = placement_index(doc, n);
     let mut out = vec![0u64; n];
     for c in &doc.connections {
         if let Source::Neuron(g) = c.pre
-            && let Some(&i) = index.get(&g)
+            && let Some(&(i, _, _)) = index.get(&g)
         {
             out[i] += c.count as u64;
         }

@@ -734,17 +734,21 @@ fn signed(count: u32, unit: f64, code: u32) -> f64 {
     s * count as f64 * unit
 }
 
+/// Global id -> (model index, chip, core) of every placed neuron with a model index below `n`.
+pub fn placement_index(doc: &Doc, n: usize) -> BTreeMap<u32, (usize, u32, u32)> {
+    doc.neurons
+        .iter()
+        .filter(|p| (p.index as usize) < n)
+        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
+        .collect()
+}
+
 /// Float matrices rebuilt from `doc` (count x unit x sign): (w_fast N x N `[post][pre]` from AMPA
 /// and GABA_A, w_slow N x N `[pre][post]` from NMDA and GABA_B). Neuron sources only; neurons are
 /// indexed by their model index (`NeuronPlacement::index`, which must be < n). Connections with an
 /// unknown neuron or missing unit weight are skipped.
 pub fn effective_weights(doc: &Doc, n: usize) -> (Vec<f32>, Vec<f32>) {
-    let idx: BTreeMap<u32, (usize, u32, u32)> = doc
-        .neurons
-        .iter()
-        .filter(|p| (p.index as usize) < n)
-        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
-        .collect();
+    let idx = placement_index(doc, n);
     let units = unit_lookup(doc);
     let mut wf = vec![0f32; n * n];
     let mut ws = vec![0f32; n * n];
@@ -770,12 +774,7 @@ pub fn effective_weights(doc: &Doc, n: usize) -> (Vec<f32>, Vec<f32>) {
 /// Effective input projection N x C (`[post][channel]`) rebuilt from the document's input
 /// connections: scale x count x unit x sign.
 pub fn effective_input(doc: &Doc, n: usize, c: usize) -> Vec<f64> {
-    let idx: BTreeMap<u32, (usize, u32, u32)> = doc
-        .neurons
-        .iter()
-        .filter(|p| (p.index as usize) < n)
-        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
-        .collect();
+    let idx = placement_index(doc, n);
     let units = unit_lookup(doc);
     let mut out = vec![0f64; n * c];
     for con in &doc.connections {
