@@ -220,44 +220,28 @@ impl Instance {
         let tau_fast = per_neuron(Stream::TAU_FAST, p.tau_fast_ms * 1e-3, cv.tau_fast, true);
         let tau_out = per_neuron(Stream::TAU_OUT, p.tau_out_ms * 1e-3, cv.tau_out, true);
 
-        // Per-synapse F (N x Nc) and D (Nc x N); a given input projection is mismatched per
-        // element instead of through F.
-        let mut row = vec![0f32; nc.max(n).max(c)];
-        let mut f = net.f.clone();
-        if cv.w_in > 0.0 && net.input_override.is_none() {
-            for i in 0..n {
-                let r = &mut row[..nc];
-                rng::fill_factors_row(seed, index, Stream::W_F, i as u32, cv.w_in, r);
-                for (x, fac) in f[i * nc..(i + 1) * nc].iter_mut().zip(r.iter()) {
-                    *x *= fac;
-                }
-            }
-        }
-        let mut d = net.d.clone();
-        if cv.d > 0.0 {
-            for k in 0..nc {
-                let r = &mut row[..n];
-                rng::fill_factors_row(seed, index, Stream::W_D, k as u32, cv.d, r);
-                for (x, fac) in d[k * n..(k + 1) * n].iter_mut().zip(r.iter()) {
-                    *x *= fac;
-                }
-            }
-        }
-        let input_proj = match &net.input_override {
-            Some(p0) => {
-                let mut p1 = p0.clone();
-                if cv.w_in > 0.0 {
-                    for i in 0..n {
-                        let r = &mut row[..c];
-                        rng::fill_factors_row(seed, index, Stream::W_F, i as u32, cv.w_in, r);
-                        for (x, fac) in p1[i * c..(i + 1) * c].iter_mut().zip(r.iter()) {
-                            *x *= fac;
-                        }
+        // Per-synapse F (N x Nc) and D (Nc x N); a given input projection (N x C) is mismatched
+        // per element instead of through F.
+        let mismatched = |m: &[f32], cols: usize, stream: Stream, sigma: f32| -> Vec<f32> {
+            let mut out = m.to_vec();
+            if sigma > 0.0 && cols > 0 {
+                let mut row = vec![0f32; cols];
+                for (r, chunk) in out.chunks_mut(cols).enumerate() {
+                    rng::fill_factors_row(seed, index, stream, r as u32, sigma, &mut row);
+                    for (x, fac) in chunk.iter_mut().zip(&row) {
+                        *x *= fac;
                     }
                 }
-                p1
             }
-            None => input_projection(&f, &net.w_in_teacher, n, nc, c, p.input_amplitude()),
+            out
+        };
+        let d = mismatched(&net.d, n, Stream::W_D, cv.d);
+        let input_proj = match &net.input_override {
+            Some(p0) => mismatched(p0, c, Stream::W_F, cv.w_in),
+            None => {
+                let f = mismatched(&net.f, nc, Stream::W_F, cv.w_in);
+                input_projection(&f, &net.w_in_teacher, n, nc, c, p.input_amplitude())
+            }
         };
 
         let silenced = silenced_set(seed, index, n, pert.n_silenced(n));
