@@ -2,6 +2,8 @@
 //! printed notice) when no wgpu adapter exists; lavapipe (mesa-vulkan-drivers) is enough. Shapes
 //! are tiny: software adapters are slow.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -301,28 +303,9 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
     // once diverged from the CPU on lavapipe (see MAX_UPDATES_PER_DISPATCH).
     use robust_snn::config::TrainingConfig;
     use robust_snn::learn::trainer::{TrainOptions, train_networks};
-    use robust_snn::tasks::xor::{XorParams, XorTask};
-    use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
     let Some(ctx) = context() else { return };
-    let teacher = TeacherWeights::init(
-        64,
-        1,
-        1,
-        &TeacherInit {
-            input_scale: 10.0,
-            spectral_radius: 0.95,
-            tau_init_min_ms: 15.0,
-            tau_init_max_ms: 100.0,
-        },
-        3,
-    );
-    let task = XorTask::new(
-        XorParams {
-            duration_ms: 1000,
-            ..XorParams::default()
-        },
-        5,
-    );
+    let teacher = common::random_teacher(64, 3);
+    let task = common::xor_task(1000, 5);
     let params = SnnParams {
         n: 320,
         ..SnnParams::default()

@@ -1,6 +1,8 @@
 //! Robustness studies and sweeps: exact reference levels, recalibration isolation, resumable
 //! sweeps, and clear errors.
 
+mod common;
+
 use std::process::Command;
 
 use robust_snn::chip::Perturbation;
@@ -12,21 +14,10 @@ use robust_snn::study::evaluate::{
 use robust_snn::study::levels::{Level, LevelKind};
 use robust_snn::tasks::Task;
 use robust_snn::tasks::xor::{XorParams, XorTask};
-use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
+use robust_snn::teacher::weights::TeacherWeights;
 
 fn setup() -> (TeacherWeights, XorTask, Network, StudySpec) {
-    let teacher = TeacherWeights::init(
-        12,
-        1,
-        1,
-        &TeacherInit {
-            input_scale: 10.0,
-            spectral_radius: 0.95,
-            tau_init_min_ms: 15.0,
-            tau_init_max_ms: 100.0,
-        },
-        4,
-    );
+    let teacher = common::random_teacher(12, 4);
     let task = XorTask::new(XorParams::default(), 3);
     let net = Network::init(
         SnnParams {

@@ -1,12 +1,14 @@
 //! The spiking-network training driver: schedule, resume, and the `train` command's errors.
 
+mod common;
+
 use std::process::Command;
 
 use robust_snn::config::TrainingConfig;
 use robust_snn::learn::trainer::{TrainOptions, k_schedule, train_networks};
 use robust_snn::snn::{Network, SnnParams};
-use robust_snn::tasks::xor::{XorParams, XorTask};
-use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
+use robust_snn::tasks::xor::XorTask;
+use robust_snn::teacher::weights::TeacherWeights;
 
 #[test]
 fn k_schedule_steps_down_in_equal_plateaus_with_a_floor() {
@@ -25,25 +27,8 @@ fn k_schedule_steps_down_in_equal_plateaus_with_a_floor() {
 }
 
 fn small_setup() -> (TeacherWeights, XorTask, SnnParams, TrainingConfig) {
-    let teacher = TeacherWeights::init(
-        16,
-        1,
-        1,
-        &TeacherInit {
-            input_scale: 10.0,
-            spectral_radius: 0.95,
-            tau_init_min_ms: 15.0,
-            tau_init_max_ms: 100.0,
-        },
-        3,
-    );
-    let task = XorTask::new(
-        XorParams {
-            duration_ms: 1000,
-            ..XorParams::default()
-        },
-        5,
-    );
+    let teacher = common::random_teacher(16, 3);
+    let task = common::xor_task(1000, 5);
     let params = SnnParams {
         n: 48,
         ..SnnParams::default()
@@ -170,18 +155,7 @@ fn train_rejects_missing_teacher_and_config_incompatible_and_corrupt_teachers() 
     assert!(!run.exists());
 
     // A saved teacher of the wrong size.
-    let w = TeacherWeights::init(
-        8,
-        1,
-        1,
-        &TeacherInit {
-            input_scale: 10.0,
-            spectral_radius: 0.95,
-            tau_init_min_ms: 15.0,
-            tau_init_max_ms: 100.0,
-        },
-        1,
-    );
+    let w = common::random_teacher(8, 1);
     std::fs::create_dir_all(run.join("teacher")).unwrap();
     let wpath = run.join("teacher/weights.safetensors");
     w.save(&wpath).unwrap();
