@@ -154,25 +154,30 @@ fn train_rejects_missing_teacher_and_config_incompatible_and_corrupt_teachers() 
     );
     assert!(!run.exists());
 
+    // `train` with this config into `run` must fail; its stderr.
+    let train_fails = |config: &str| -> String {
+        let out = bin()
+            .args([
+                "train",
+                "--config",
+                config,
+                "--out",
+                &run_s,
+                "--backend",
+                "cpu",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+
     // A saved teacher of the wrong size.
     let w = common::random_teacher(8, 1);
     std::fs::create_dir_all(run.join("teacher")).unwrap();
     let wpath = run.join("teacher/weights.safetensors");
     w.save(&wpath).unwrap();
-    let out = bin()
-        .args([
-            "train",
-            "--config",
-            "configs/xor.toml",
-            "--out",
-            &run_s,
-            "--backend",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = train_fails("configs/xor.toml");
     assert!(
         err.contains("teacher.hidden") && err.contains("has 8") && err.contains("needs 64"),
         "{err}"
@@ -181,20 +186,7 @@ fn train_rejects_missing_teacher_and_config_incompatible_and_corrupt_teachers() 
 
     // A corrupt weights file.
     std::fs::write(&wpath, b"garbage").unwrap();
-    let out = bin()
-        .args([
-            "train",
-            "--config",
-            "configs/xor.toml",
-            "--out",
-            &run_s,
-            "--backend",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = train_fails("configs/xor.toml");
     assert!(
         err.contains("weights.safetensors") && err.contains("not a safetensors"),
         "{err}"
@@ -204,20 +196,7 @@ fn train_rejects_missing_teacher_and_config_incompatible_and_corrupt_teachers() 
     // Negative sigma-like values in the SNN config are rejected before anything runs.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[snn]\ntau_slow_ms = -70.0\n").unwrap();
-    let out = bin()
-        .args([
-            "train",
-            "--config",
-            bad.to_str().unwrap(),
-            "--out",
-            &run_s,
-            "--backend",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = train_fails(bad.to_str().unwrap());
     assert!(err.contains("snn.tau_slow_ms"), "{err}");
 }
 
