@@ -18,7 +18,8 @@
 // writes only its own columns of W_slow, so the rank-1 update needs no atomics or barriers;
 // rs and the masks are double-buffered, so two barriers per step suffice.
 // The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and the shared LIF step of
-// lif_ensemble.wgsl (SILENT_TH, mask, xs, lif_membrane, lif_fire, clear_mask, spike_word).
+// lif_ensemble.wgsl (SILENT_TH, mask, xs, lif_membrane, lif_fire, clear_mask, spike_word and the
+// loop check, loop_check_init / loop_check / loop_status: src/engine/gpu/dispatch.rs).
 
 struct LearnJob {
     n: u32,
@@ -50,9 +51,10 @@ struct LearnJob {
     inv_out: f32,
     k_fb: f32,
     eta: f32,
+    // trips of the loop check (PROBE_TRIPS) and the status word's offset in a network's `out`
+    probe: u32,
+    off_status: u32,
     _pad1: f32,
-    _pad2: f32,
-    _pad3: f32,
 }
 
 const L_FAST: u32 = 1u;
@@ -69,7 +71,8 @@ const L_FAST: u32 = 1u;
 @group(0) @binding(4) var<storage, read_write> wslow: array<vec4<f32>>;
 // Per network (stride state_stride): V, I_fast, I_slow, r, I_fb (nq each), x~ (NCQ).
 @group(0) @binding(5) var<storage, read_write> state: array<vec4<f32>>;
-// Per network (stride out_stride, u32 words): spike counts (4 nq), x~ [t][k] (f32 bits).
+// Per network (stride out_stride, u32 words): spike counts (4 nq), x~ [t][k] (f32 bits), the
+// status word (loop_status).
 @group(0) @binding(6) var<storage, read_write> out: array<u32>;
 
 var<workgroup> rs: array<array<vec4<f32>, NQ>, 2>;
@@ -123,9 +126,11 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     }
     clear_mask(lid, 0u);
     clear_mask(lid, 1u);
+    loop_check_init(lid);
     workgroupBarrier();
 
-    for (var s = 0u; s < job.k_steps; s++) {
+    var s = 0u;
+    for (; s < job.k_steps; s++) {
         let t = job.t_start + s;
         let buf = t & 1u;
         // ---- A: integrate and fire (with the feedback current of the previous step)
@@ -256,5 +261,10 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
         if kq < NCQ {
             state[sb + 5u * nq + kq] = xs[kq];
         }
+    }
+    let cut = loop_check(job.probe, s);
+    if lid == 0u {
+        let st = ob + job.off_status;
+        out[st] = loop_status(out[st], job.t_start == 0u, job.t_start, cut);
     }
 }

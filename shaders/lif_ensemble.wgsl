@@ -64,6 +64,41 @@ fn spike_word(buf: u32, w: u32) -> u32 {
     return atomicLoad(&mask[buf][w]);
 }
 
+// ---- Loop check (src/engine/gpu/dispatch.rs). llvmpipe gives an invocation 65535 loop
+// iterations in all, then ends every loop after its current iteration without a word. The
+// host plans K to stay inside that budget; this checks it. A loop of `trips` (>= 2, from the
+// uniform block so that it cannot be unrolled) trips completes only while the budget lasts.
+const NOT_CUT: u32 = 0xFFFFFFFFu;
+var<workgroup> loop_cut: atomic<u32>;
+
+// Before the first barrier.
+fn loop_check_init(lid: u32) {
+    if lid == 0u {
+        atomicStore(&loop_cut, NOT_CUT);
+    }
+}
+
+// At the very end, in uniform control flow: NOT_CUT if no invocation of the workgroup lost a
+// loop iteration, else the fewest steps an invocation's time loop completed.
+fn loop_check(trips: u32, steps_done: u32) -> u32 {
+    var n = 0u;
+    for (var z = 0u; z < trips; z++) {
+        n++;
+    }
+    if n != trips {
+        atomicMin(&loop_cut, steps_done);
+    }
+    workgroupBarrier();
+    return atomicLoad(&loop_cut);
+}
+
+// The sticky status word of a job: 0 while no dispatch was cut, else 1 + the step at which the
+// first cut dispatch's time loop ended.
+fn loop_status(prev: u32, first_dispatch: bool, t_start: u32, cut: u32) -> u32 {
+    let before = select(prev, 0u, first_dispatch);
+    return select(before, 1u + t_start + cut, before == 0u && cut != NOT_CUT);
+}
+
 // ==== END of the shared LIF step ====
 
 struct Job {
@@ -95,6 +130,11 @@ struct Job {
     off_x: u32,
     off_spk: u32,
     off_v: u32,
+    // trips of the loop check (PROBE_TRIPS) and the status word's offset in a pair's `out`
+    probe: u32,
+    off_status: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const F_SLOW: u32 = 1u;
@@ -117,7 +157,7 @@ const F_REC_V: u32 = 16u;
 // Per pair (stride state_stride): V, I_fast, I_slow, r (nq each), x~ (NCQ).
 @group(0) @binding(4) var<storage, read_write> state: array<vec4<f32>>;
 // Per pair (stride out_stride, u32 words): spike counts (4 nq), y [t][o], x~ [t][k],
-// spike mask words [t][w], V [t][4 nq].
+// spike mask words [t][w], V [t][4 nq], the status word (loop_status).
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
 @compute @workgroup_size(WG)
@@ -182,9 +222,11 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     }
     clear_mask(lid, 0u);
     clear_mask(lid, 1u);
+    loop_check_init(lid);
     workgroupBarrier();
 
-    for (var s = 0u; s < job.k_steps; s++) {
+    var s = 0u;
+    for (; s < job.k_steps; s++) {
         let t = job.t_start + s;
         let buf = t & 1u;
         // ---- A: integrate and fire
@@ -326,6 +368,9 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                 xs[kq] = x;
             }
         }
+        // r in `state` (per-neuron tau_out) is read by every invocation above and written by
+        // its owner in the next step's A
+        storageBarrier();
         workgroupBarrier();
         // ---- C: task output and records
         for (var o = lid; o < job.n_out; o += WG) {
@@ -384,5 +429,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         if kq < NCQ {
             state[sb + 4u * nq + kq] = xs[kq];
         }
+    }
+    let cut = loop_check(job.probe, s);
+    if lid == 0u {
+        let st = ob + job.off_status;
+        out[st] = loop_status(out[st], job.t_start == 0u, job.t_start, cut);
     }
 }

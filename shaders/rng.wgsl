@@ -34,19 +34,28 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     return vec2<u32>(hi, a * b);
 }
 
-// Philox4x32-10: round c = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0], key bumped between rounds.
+// One Philox round: c = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0].
+fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
+    let p0 = mulhilo(PHILOX_M0, c.x);
+    let p1 = mulhilo(PHILOX_M1, c.z);
+    return vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+}
+
+// Philox4x32-10, the key bumped by (W0, W1) before each round after the first. The ten rounds
+// are written out: a loop here would spend llvmpipe's per-invocation loop budget at every
+// random draw (src/engine/gpu/dispatch.rs).
 fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = counter;
-    var k = key;
-    for (var round = 0u; round < 10u; round++) {
-        if round > 0u {
-            k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
-        }
-        let p0 = mulhilo(PHILOX_M0, c.x);
-        let p1 = mulhilo(PHILOX_M1, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
-    }
-    return c;
+    let w = vec2<u32>(PHILOX_W0, PHILOX_W1);
+    var c = philox_round(counter, key);
+    c = philox_round(c, key + w);
+    c = philox_round(c, key + 2u * w);
+    c = philox_round(c, key + 3u * w);
+    c = philox_round(c, key + 4u * w);
+    c = philox_round(c, key + 5u * w);
+    c = philox_round(c, key + 6u * w);
+    c = philox_round(c, key + 7u * w);
+    c = philox_round(c, key + 8u * w);
+    return philox_round(c, key + 9u * w);
 }
 
 fn to_uniform(u: u32) -> f32 {

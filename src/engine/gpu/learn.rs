@@ -11,18 +11,18 @@
 //! network): uploaded by [`GpuTrainer::new`] / [`GpuTrainer::upload`], read back only by
 //! [`GpuTrainer::download`]. A trial uploads its inputs, targets and initial state (initial V
 //! drawn on the host by the same [`initial_v`] as the CPU trainer, instance word
-//! [`TRAIN_INSTANCE`]), runs K steps per dispatch (K adapted to [`super::TARGET_DISPATCH`]), and
-//! reads back the spike counts and x~ (T x Nc per network) once at the end, for the statistics.
+//! [`TRAIN_INSTANCE`]), runs K steps per dispatch (K planned by [`super::dispatch`] from the
+//! sizes and the adapter; the results do not depend on it), and reads back the spike counts, x~
+//! (T x Nc per network) and the loop check's status word once at the end.
 //!
 //! Networks are split into chunks by the adapter's limits (workgroups per dimension, storage
 //! binding size); all chunks advance together, one submit per K steps.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{
-    GpuContext, LIF_WGSL, TARGET_DISPATCH, compile_pipeline, create_buffer, entry, lif_shared_wgsl,
-};
+use super::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
+use super::{GpuContext, LIF_WGSL, compile_pipeline, create_buffer, entry, lif_shared_wgsl};
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
@@ -34,12 +34,6 @@ const LEARN_WGSL: &str = include_str!("../../../shaders/learn.wgsl");
 /// Preferred workgroup size (shrunk for small networks, clamped to the device limits).
 const PREFERRED_WG: u32 = 64;
 const L_FAST: u32 = 1;
-/// Per invocation and dispatch, at most this many W_slow row updates (steps x N x quads per
-/// invocation). On lavapipe (Mesa 25) dispatches of more than about 1e5 such updates gave
-/// results that differ from the CPU's (and from shorter dispatches of the same shader) even with
-/// eta = 0, for reasons not found; below it every size tried was bit-identical to the CPU
-/// (tests/gpu_learn.rs). The margin costs a few dispatches per trial.
-const MAX_UPDATES_PER_DISPATCH: usize = 32_768;
 
 /// Longest wait for one dispatch or read-back.
 const WAIT: Duration = Duration::from_secs(600);
@@ -77,7 +71,9 @@ struct LearnUniform {
     inv_out: f32,
     k_fb: f32,
     eta: f32,
-    _pad1: [f32; 3],
+    probe: u32,
+    off_status: u32,
+    _pad1: f32,
 }
 
 /// Sizes shared by every network of a trainer (vec4 units unless noted).
@@ -125,9 +121,42 @@ impl Dims {
         }
     }
 
-    /// u32 words of `out` per network for a trial of `steps` steps.
+    /// u32 words of `out` per network for a trial of `steps` steps: spike counts, x~, status.
     fn out_stride(&self, steps: usize) -> usize {
+        self.off_status(steps) + 1
+    }
+
+    /// Offset of the loop check's status word in a network's `out`.
+    fn off_status(&self, steps: usize) -> usize {
         4 * self.nq + steps * self.nc
+    }
+
+    /// Upper bound of the loop iterations one `learn` invocation spends (see [`dispatch`]),
+    /// every neuron spiking at every step; it follows the loops of `shaders/learn.wgsl` one by
+    /// one (a loop of n trips costs n + 1), counting those the compiler may unroll.
+    fn loop_cost(&self, wg: u32) -> LoopCost {
+        let wg = wg as u64;
+        let (n, nq, ncq, nw, c) = (
+            self.n as u64,
+            self.nq as u64,
+            self.ncq as u64,
+            self.nw as u64,
+            self.c_in as u64,
+        );
+        let (qpi, kpi) = (nq.div_ceil(wg), ncq.div_ceil(wg));
+        let words = trips(nw.div_ceil(wg));
+        // for w < NW { while bits != 0 { .. } }: one trip per spike, N spikes in all
+        let spike_walk = trips(nw) + nw + n;
+        let integrate = trips(qpi) + qpi * trips(c);
+        let propagate = spike_walk + n * trips(qpi);
+        let decode = trips(kpi) + kpi * (spike_walk + trips(4));
+        let feedback = trips(qpi) + qpi * (trips(ncq) + ncq * trips(4));
+        let update = trips(n) + n * trips(qpi);
+        LoopCost {
+            // loading and persisting the state, clearing both masks, the time loop's last test
+            per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
+            per_step: 1 + integrate + words + propagate + decode + feedback + update,
+        }
     }
 }
 
@@ -182,7 +211,8 @@ pub struct GpuTrainer {
     n_nets: usize,
     chunks: Vec<Chunk>,
     wg: u32,
-    /// Steps per dispatch, adapted to `TARGET_DISPATCH` and kept across trials.
+    steps_request: StepsPerDispatch,
+    /// Steps per dispatch of the last trial.
     k_steps: usize,
     dispatches: usize,
     device_bytes: u64,
@@ -345,7 +375,8 @@ impl GpuTrainer {
             n_nets: nets.len(),
             chunks,
             wg,
-            k_steps: 8,
+            steps_request: StepsPerDispatch::Auto,
+            k_steps: 0,
             dispatches: 0,
             device_bytes: bytes,
         };
@@ -371,10 +402,16 @@ impl GpuTrainer {
         (self.chunks[0].count, self.chunks.len())
     }
 
-    /// The most steps one dispatch may take ([`MAX_UPDATES_PER_DISPATCH`]).
-    fn max_k_steps(&self) -> usize {
-        let qpi = self.dims.nq.div_ceil(self.wg as usize).max(1);
-        (MAX_UPDATES_PER_DISPATCH / (self.dims.n.max(1) * qpi)).max(1)
+    /// How many steps a dispatch runs (default: planned, see [`dispatch`]). The results do not
+    /// depend on it.
+    pub fn with_steps_per_dispatch(mut self, k: StepsPerDispatch) -> Self {
+        self.steps_request = k;
+        self
+    }
+
+    /// Steps per dispatch (K) of the last trial.
+    pub fn steps_per_dispatch(&self) -> usize {
+        self.k_steps
     }
 
     pub fn workgroup_size(&self) -> u32 {
@@ -656,14 +693,24 @@ impl GpuTrainer {
             inv_out: c.inv_tau_out[0],
             k_fb: k,
             eta,
+            probe: dispatch::PROBE_TRIPS,
+            off_status: d.off_status(steps) as u32,
             ..Default::default()
         };
+        let work = (m * d.n) as u64;
+        let k_plan = dispatch::plan(
+            &self.ctx,
+            self.steps_request,
+            d.loop_cost(self.wg),
+            work,
+            steps,
+        );
+        self.k_steps = k_plan;
         let mut t = 0usize;
         while t < steps {
-            let kst = self.k_steps.min(self.max_k_steps()).clamp(1, steps - t);
+            let kst = k_plan.min(steps - t);
             uni.t_start = t as u32;
             uni.k_steps = kst as u32;
-            let t0 = Instant::now();
             let idx = self.ctx.scoped("learn dispatch", || {
                 self.ctx
                     .queue
@@ -684,10 +731,6 @@ impl GpuTrainer {
             self.ctx.wait(idx, WAIT)?;
             self.dispatches += 1;
             t += kst;
-            // adapt K: aim at TARGET_DISPATCH, grow at most 4x per dispatch
-            let el = t0.elapsed().as_secs_f64().max(1e-6);
-            let want = (kst as f64 * TARGET_DISPATCH.as_secs_f64() / el).floor() as usize;
-            self.k_steps = want.clamp(1, 4 * kst).min(self.max_k_steps());
         }
 
         // read back spike counts and x~, statistics as the CPU trainer computes them
@@ -701,10 +744,23 @@ impl GpuTrainer {
                 .ctx
                 .read_back(&io.out, 4 * (ch.count * out_stride) as u64, WAIT)?;
             let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+            let off_status = d.off_status(steps);
             for kk in 0..ch.count {
                 let w = &words[kk * out_stride..(kk + 1) * out_stride];
+                // W_slow is updated in place, so a cut dispatch cannot be redone: an error
+                if w[off_status] != STATUS_OK {
+                    return Err(EngineError::Backend(dispatch::cut_short_error(
+                        &self.ctx,
+                        "learn",
+                        w[off_status],
+                        k_plan,
+                    )));
+                }
                 let spikes: u64 = w[..d.n].iter().map(|&x| x as u64).sum();
-                let x_hat: Vec<f32> = w[4 * d.nq..].iter().map(|&x| f32::from_bits(x)).collect();
+                let x_hat: Vec<f32> = w[4 * d.nq..off_status]
+                    .iter()
+                    .map(|&x| f32::from_bits(x))
+                    .collect();
                 stats.push(TrainTrialStats {
                     spikes,
                     mean_rate_hz: spikes as f32 / (d.n as f32 * secs),

@@ -6,8 +6,9 @@
 //! # Work decomposition
 //! One workgroup per (instance, trial) pair; an invocation owns neuron quads `lid, lid + WG, ...`
 //! (4 neurons per `vec4`, one Philox call per quad). The time loop runs inside the shader for K
-//! steps per dispatch (K adapted so that a dispatch takes about [`TARGET_DISPATCH`]); the state
-//! stays in storage buffers between dispatches and results are read back once per chunk.
+//! steps per dispatch (K planned by [`dispatch`] from the sizes and the adapter, never from wall
+//! time, so that the results do not depend on the machine's load); the state stays in storage
+//! buffers between dispatches and results are read back once per chunk.
 //!
 //! # Buffers (all `vec4<f32>` unless noted; nq = ceil(N/4), ncq = ceil(Nc/4), nw = ceil(N/32))
 //! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fastᵀ `[pre][nq]` (only when W_fast is
@@ -20,7 +21,8 @@
 //! * `inputs` (f32, `[trial][t][ch]`), shared by all instances.
 //! * `state` (per pair, `4 nq + ncq` vec4): V, I_fast, I_slow, r, x~.
 //! * `out` (per pair, u32 words): spike counts (4 nq), y `[t][n_out]`, then optionally x~
-//!   `[t][Nc]`, spike masks `[t][nw]`, V `[t][4 nq]`.
+//!   `[t][Nc]`, spike masks `[t][nw]`, V `[t][4 nq]`; last, the status word of the loop check
+//!   (see [`dispatch`]).
 //!
 //! # Chunking
 //! The (instance, trial) pairs are processed in chunks of P consecutive pairs (instance-major),
@@ -29,16 +31,19 @@
 //! max_buffer_size)` (see [`GpuEngine::pairs_per_chunk`]). Never a hard-coded size.
 
 pub mod context;
+pub mod dispatch;
 pub mod learn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
 pub use context::{GpuAdapterInfo, GpuContext};
+pub use dispatch::StepsPerDispatch;
+use dispatch::{LoopCost, STATUS_OK, trips};
 pub use learn::GpuTrainer;
 
 use crate::chip::Instance;
@@ -50,8 +55,6 @@ const RNG_WGSL: &str = include_str!("../../../shaders/rng.wgsl");
 const LIF_WGSL: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
 const RNG_TEST_WGSL: &str = include_str!("../../../shaders/rng_test.wgsl");
 
-/// Wall time one dispatch (K steps of a whole chunk) aims at.
-pub const TARGET_DISPATCH: Duration = Duration::from_millis(150);
 /// Preferred workgroup size (clamped to the device limits).
 const PREFERRED_WG: u32 = 64;
 
@@ -93,6 +96,9 @@ struct JobUniform {
     off_x: u32,
     off_spk: u32,
     off_v: u32,
+    probe: u32,
+    off_status: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -140,6 +146,8 @@ struct Layout {
     off_x: Option<usize>,
     off_spk: Option<usize>,
     off_v: Option<usize>,
+    /// The loop check's status word.
+    off_status: usize,
 }
 
 impl Layout {
@@ -160,6 +168,8 @@ impl Layout {
         let off_x = take(job.record.x, nc);
         let off_spk = take(job.record.spikes, nw);
         let off_v = take(job.record.v, 4 * nq);
+        let off_status = off;
+        off += 1;
         Layout {
             n,
             nq,
@@ -176,7 +186,48 @@ impl Layout {
             off_x,
             off_spk,
             off_v,
+            off_status,
         }
+    }
+}
+
+/// Upper bound of the loop iterations one `lif_ensemble` invocation spends (see [`dispatch`]),
+/// every neuron spiking at every step; it follows the loops of `shaders/lif_ensemble.wgsl` one
+/// by one (a loop of n trips costs n + 1). Loops with a constant trip count may be unrolled by
+/// the compiler and cost nothing; they are counted anyway.
+fn ensemble_loop_cost(shape: &ShaderShape, lay: &Layout, flags: u32) -> LoopCost {
+    let (qpi, kpi, nw, ncq, wg) = (
+        shape.qpi as u64,
+        shape.kpi as u64,
+        shape.nw as u64,
+        shape.ncq as u64,
+        shape.wg as u64,
+    );
+    let (n, nq, c) = (lay.n as u64, lay.nq as u64, lay.c_in as u64);
+    // clear_mask and the spike record: words lid, lid + WG, ...
+    let words = trips(nw.div_ceil(wg));
+    // for w < NW { while bits != 0 { .. } }: one trip per spike, N spikes in all
+    let spike_walk = trips(nw) + nw + n;
+    let integrate = trips(qpi) + qpi * trips(c);
+    let propagate = if flags & (F_SLOW | F_FAST) != 0 {
+        spike_walk + n * trips(qpi)
+    } else {
+        0
+    };
+    // x~: per spike with a shared tau_out, dense over the quads otherwise (the larger)
+    let decode = trips(kpi) + kpi * spike_walk.max(trips(nq) + nq * trips(4));
+    let outs = (lay.n_out as u64).div_ceil(wg);
+    let readout = trips(outs) + outs * (trips(ncq) + ncq * trips(4));
+    let rec_x = if flags & F_REC_X != 0 {
+        trips(kpi) + kpi * trips(4)
+    } else {
+        0
+    };
+    let rec_spk = if flags & F_REC_SPK != 0 { words } else { 0 };
+    LoopCost {
+        // loading and persisting the state, clearing both masks, the time loop's last test
+        per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
+        per_step: 1 + integrate + words + propagate + decode + readout + rec_x + rec_spk,
     }
 }
 
@@ -190,6 +241,8 @@ pub struct GpuRunStats {
     pub device_bytes: u64,
     /// Workgroup size used.
     pub workgroup_size: u32,
+    /// Steps per dispatch (K) of the last chunk.
+    pub steps_per_dispatch: usize,
 }
 
 /// Markers of the shared LIF step section near the top of `lif_ensemble.wgsl`.
@@ -256,6 +309,7 @@ pub struct GpuEngine {
     pipelines: Mutex<HashMap<ShaderShape, wgpu::ComputePipeline>>,
     max_pairs_override: Option<usize>,
     workgroup_override: Option<u32>,
+    steps_request: StepsPerDispatch,
     last_bytes: AtomicU64,
     stats: Mutex<GpuRunStats>,
 }
@@ -281,6 +335,7 @@ impl GpuEngine {
             pipelines: Mutex::new(HashMap::new()),
             max_pairs_override: None,
             workgroup_override: None,
+            steps_request: StepsPerDispatch::Auto,
             last_bytes: AtomicU64::new(0),
             stats: Mutex::new(GpuRunStats::default()),
         }
@@ -290,6 +345,13 @@ impl GpuEngine {
     /// chunked path; `n >= 1`).
     pub fn with_max_pairs_per_chunk(mut self, n: usize) -> Self {
         self.max_pairs_override = Some(n.max(1));
+        self
+    }
+
+    /// How many steps a dispatch runs (default: planned, see [`dispatch`]). The results do not
+    /// depend on it.
+    pub fn with_steps_per_dispatch(mut self, k: StepsPerDispatch) -> Self {
+        self.steps_request = k;
         self
     }
 
@@ -768,15 +830,17 @@ impl Engine for GpuEngine {
             off_x: u32_of(lay.off_x.unwrap_or(0)),
             off_spk: u32_of(lay.off_spk.unwrap_or(0)),
             off_v: u32_of(lay.off_v.unwrap_or(0)),
+            probe: dispatch::PROBE_TRIPS,
+            off_status: u32_of(lay.off_status),
             ..Default::default()
         };
+        let cost = ensemble_loop_cost(&shape, &lay, flags);
 
         let mut trials: Vec<Vec<TrialOutput>> = Vec::with_capacity(n_inst);
         let mut events = 0u64;
         let mut dispatches = 0usize;
         let mut chunks = 0usize;
-        // steps per dispatch, adapted to TARGET_DISPATCH
-        let mut k_steps = steps.min(8);
+        let mut k_used = 0usize;
         let mut p0 = 0usize;
         while p0 < n_pairs {
             // never cross an instance boundary inside a chunk smaller than one instance
@@ -805,39 +869,61 @@ impl Engine for GpuEngine {
             })?;
             uni.pair_start = p0 as u32;
             uni.chunk_inst0 = i0 as u32;
-            let mut t = 0usize;
-            while t < steps {
-                let k = k_steps.min(steps - t);
-                uni.t_start = t as u32;
-                uni.k_steps = k as u32;
-                let t0 = Instant::now();
-                let idx = self.ctx.scoped("ensemble dispatch", || {
-                    self.ctx
-                        .queue
-                        .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
-                    let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-                    {
-                        let mut pass = enc.begin_compute_pass(&Default::default());
-                        pass.set_pipeline(&pipe);
-                        pass.set_bind_group(0, &bind_group, &[]);
-                        pass.dispatch_workgroups((p1 - p0) as u32, 1, 1);
+            let work = ((p1 - p0) * n) as u64;
+            let mut k_steps = dispatch::plan(&self.ctx, self.steps_request, cost, work, steps);
+            // the whole chunk, again with half the steps per dispatch if a loop was cut short
+            // on an adapter whose limit the plan does not know
+            let words = loop {
+                let mut t = 0usize;
+                while t < steps {
+                    let k = k_steps.min(steps - t);
+                    uni.t_start = t as u32;
+                    uni.k_steps = k as u32;
+                    let idx = self.ctx.scoped("ensemble dispatch", || {
+                        self.ctx
+                            .queue
+                            .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+                        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+                        {
+                            let mut pass = enc.begin_compute_pass(&Default::default());
+                            pass.set_pipeline(&pipe);
+                            pass.set_bind_group(0, &bind_group, &[]);
+                            pass.dispatch_workgroups((p1 - p0) as u32, 1, 1);
+                        }
+                        self.ctx.queue.submit([enc.finish()])
+                    })?;
+                    self.ctx.wait(idx, Duration::from_secs(600))?;
+                    dispatches += 1;
+                    t += k;
+                }
+                let raw = self.ctx.read_back(
+                    &out_buf,
+                    4 * ((p1 - p0) * lay.out_stride) as u64,
+                    Duration::from_secs(600),
+                )?;
+                let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+                let cut = (0..p1 - p0)
+                    .map(|pl| words[pl * lay.out_stride + lay.off_status])
+                    .find(|&st| st != STATUS_OK);
+                match cut {
+                    None => break words,
+                    Some(st) => {
+                        let unchecked =
+                            matches!(self.steps_request, StepsPerDispatch::Unchecked(_));
+                        if unchecked || k_steps == 1 {
+                            return Err(EngineError::Backend(dispatch::cut_short_error(
+                                &self.ctx,
+                                "lif_ensemble",
+                                st,
+                                k_steps,
+                            )));
+                        }
+                        k_steps /= 2;
                     }
-                    self.ctx.queue.submit([enc.finish()])
-                })?;
-                self.ctx.wait(idx, Duration::from_secs(600))?;
-                dispatches += 1;
-                t += k;
-                // adapt K: aim at TARGET_DISPATCH, grow at most 4x per dispatch
-                let el = t0.elapsed().as_secs_f64().max(1e-6);
-                let want = (k as f64 * TARGET_DISPATCH.as_secs_f64() / el).floor() as usize;
-                k_steps = want.clamp(1, 4 * k);
-            }
-            let raw = self.ctx.read_back(
-                &out_buf,
-                4 * ((p1 - p0) * lay.out_stride) as u64,
-                Duration::from_secs(600),
-            )?;
-            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+                }
+            };
+            k_used = k_steps;
+
             for pl in 0..(p1 - p0) {
                 let g = p0 + pl;
                 let (ii, tj) = (g / n_trials, g % n_trials);
@@ -865,6 +951,7 @@ impl Engine for GpuEngine {
             dispatches,
             device_bytes: bytes,
             workgroup_size: wg,
+            steps_per_dispatch: k_used,
         };
         Ok(EnsembleOutput {
             trials,
