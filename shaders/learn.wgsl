@@ -17,9 +17,8 @@
 // Invocation `lid` owns neuron quads lid, lid + WG, ... and k-quads likewise. It reads and
 // writes only its own columns of W_slow, so the rank-1 update needs no atomics or barriers;
 // rs and the masks are double-buffered, so two barriers per step suffice.
-// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and the shared LIF step of
-// lif_ensemble.wgsl (SILENT_TH, mask, xs, lif_membrane, lif_fire, clear_mask, spike_word and the
-// loop check, loop_check_init / loop_check / loop_status: src/engine/gpu/dispatch.rs).
+// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and lif_step.wgsl (SILENT_TH, mask, xs,
+// lif_membrane, lif_fire, clear_mask, spike_word and the loop check; src/engine/gpu/shaders.rs).
 
 struct LearnJob {
     n: u32,

@@ -138,6 +138,7 @@ pub fn prepare(
             "instances, neurons and steps must be > 0".into(),
         ));
     }
+    check_sizes(spec).map_err(EngineError::InvalidJob)?;
     if !(spec.rate_hz > 0.0 && spec.rate_hz.is_finite()) {
         return Err(EngineError::InvalidJob(format!(
             "rate must be > 0 Hz, got {}",
@@ -153,6 +154,49 @@ pub fn prepare(
     let mut net = synthetic_network(spec)?;
     calibrate(engine, &mut net, &pert, spec)?;
     Ok((net, pert))
+}
+
+/// The sizes of `spec` against the fixed limits and this machine's memory (see
+/// [`crate::limits`]): the weights (N x N, one mismatched copy per thread) and the outputs kept
+/// for every instance (spike counts and the readout of every step).
+pub fn check_sizes(spec: &BenchSpec) -> Result<(), String> {
+    use crate::limits::{MAX_INSTANCES, MAX_NEURONS, available_memory, check_memory};
+    if spec.neurons > MAX_NEURONS {
+        return Err(format!(
+            "--neurons = {}: at most {MAX_NEURONS} (the engines index N x N matrices with 32-bit \
+             words)",
+            spec.neurons
+        ));
+    }
+    if spec.instances as u64 > MAX_INSTANCES {
+        return Err(format!(
+            "--instances = {}: at most {MAX_INSTANCES}",
+            spec.instances
+        ));
+    }
+    let av = available_memory();
+    let n = spec.neurons as f64;
+    let threads = rayon::current_num_threads() as f64;
+    let weights = 4.0 * (2.0 + threads) * n * n + 8.0 * n * spec.nc as f64;
+    check_memory(
+        "--neurons",
+        spec.neurons,
+        "the weight matrices",
+        weights,
+        av,
+    )?;
+    let outputs = 4.0 * spec.instances as f64 * (n + spec.steps as f64);
+    check_memory(
+        "--instances",
+        spec.instances,
+        &format!(
+            "the outputs of {} steps ({} neurons' spike counts and one readout value per step \
+             for every instance)",
+            spec.steps, spec.neurons
+        ),
+        outputs,
+        av,
+    )
 }
 
 /// Run the benchmark on `engine`.

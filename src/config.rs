@@ -498,11 +498,65 @@ impl Config {
         if let Err(m) = self.snn.validate() {
             p.push(format!("snn.{m}"));
         }
+        for (key, v) in [("snn.n", self.snn.n), ("teacher.hidden", t.hidden)] {
+            if v > crate::limits::MAX_NEURONS {
+                p.push(format!(
+                    "{key} must be <= {} (the engines index N x N matrices with 32-bit words), \
+                     got {v}",
+                    crate::limits::MAX_NEURONS
+                ));
+            }
+        }
+        for (key, v) in [
+            ("evaluation.instances", e.instances),
+            ("evaluation.val_instances", e.val_instances),
+            ("export.instances", x.instances),
+        ] {
+            if v as u64 > crate::limits::MAX_INSTANCES {
+                p.push(format!(
+                    "{key} must be <= {} (validation chips are drawn from instance 2^30 on), \
+                     got {v}",
+                    crate::limits::MAX_INSTANCES
+                ));
+            }
+        }
         if let Err(m) = self.task.xor.validate() {
             p.push(format!("task.xor.{m}"));
         }
         if let Err(m) = self.task.ecg.validate() {
             p.push(format!("task.ecg.{m}"));
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                problems: p,
+            })
+        }
+    }
+
+    /// Checks that the run's largest data fit this machine's memory (see [`crate::limits`]):
+    /// the N x N weight matrices of the networks trained at once (each held about three times:
+    /// current, best and checkpoint, plus one mismatched copy per study thread) and the study's
+    /// recorded outputs. Call before any work; `file` names the config in the error.
+    pub fn check_memory(&self, file: &str) -> Result<(), ConfigError> {
+        use crate::limits::check_memory;
+        let av = crate::limits::available_memory();
+        let (n, nc) = (self.snn.n as f64, self.teacher.hidden as f64);
+        let per_net = 4.0 * (2.0 * n * n + 2.0 * n * nc);
+        let copies = 3.0 * self.training.networks.max(1) as f64;
+        let threads = rayon::current_num_threads() as f64;
+        let weights = copies * per_net + threads * 4.0 * n * n;
+        let mut p = Vec::new();
+        if let Err(m) = check_memory(
+            "snn.n",
+            self.snn.n,
+            "the N x N weight matrices of training and evaluation",
+            weights,
+            av,
+        ) {
+            p.push(m);
         }
         if p.is_empty() {
             Ok(())

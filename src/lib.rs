@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod learn;
+pub mod limits;
 pub mod report;
 pub mod snn;
 pub mod stages;

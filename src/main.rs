@@ -166,6 +166,7 @@ impl Common {
                 .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
             cfg = cfg.with_override(k.trim(), v.trim(), &file)?;
         }
+        cfg.check_memory(&file)?;
         Ok(cfg)
     }
 }
@@ -408,7 +409,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Bench(b) => {
-            let resolved = backend::resolve(b.backend)?;
             let spec = robust_snn::bench::BenchSpec {
                 instances: b.instances,
                 neurons: b.neurons,
@@ -418,6 +418,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 nc: b.nc,
                 seed: b.seed,
             };
+            robust_snn::bench::check_sizes(&spec).map_err(anyhow::Error::msg)?;
+            let resolved = backend::resolve(b.backend)?;
             let r = match &resolved {
                 Resolved::Cpu => robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?,
                 Resolved::Gpu(_) => {

@@ -262,3 +262,59 @@ fn no_adapter_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
         assert!(r.get(k).is_some(), "bench JSON lacks {k}");
     }
 }
+
+#[test]
+fn sizes_beyond_the_machine_fail_at_once_and_write_nothing() {
+    // N = 2e9 (a typo for 2000): the limit is checked before the teacher trains or the run
+    // folder (config.toml) is written
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let t0 = std::time::Instant::now();
+    let out = bin()
+        .args(["train", "--config", "configs/xor.toml", "--backend", "cpu"])
+        .args(["--out", run.to_str().unwrap()])
+        .args(["--set", "snn.n=2000000000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("snn.n") && err.contains("2000000000") && err.contains("65536"),
+        "{err}"
+    );
+    assert!(!run.exists(), "nothing may be written");
+    // an N within the fixed limit but beyond this machine's memory
+    let out = bin()
+        .args(["train", "--config", "configs/xor.toml", "--backend", "cpu"])
+        .args(["--out", run.to_str().unwrap()])
+        .args(["--set", "snn.n=65536"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    if robust_snn::limits::available_memory().is_some_and(|m| m < 1 << 40) {
+        assert!(
+            err.contains("snn.n = 65536") && err.contains("available"),
+            "{err}"
+        );
+    }
+    assert!(!run.exists(), "nothing may be written");
+    // 1e8 instances of the benchmark: their outputs alone exceed the memory
+    let out = bin()
+        .args(["bench", "--backend", "cpu", "--instances", "100000000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    if robust_snn::limits::available_memory().is_some_and(|m| m < 1 << 40) {
+        assert!(
+            err.contains("--instances = 100000000") && err.contains("available"),
+            "{err}"
+        );
+    }
+    assert!(
+        t0.elapsed().as_secs() < 60,
+        "the checks come before any work ({:?})",
+        t0.elapsed()
+    );
+}

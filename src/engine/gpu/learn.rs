@@ -1,7 +1,7 @@
 //! GPU training of W_slow by the local rule (DESIGN.md §2 "Learning rule", §6): several networks
 //! at once, one workgroup per network. The CPU twin is [`crate::learn::rule::Trainer::step`] /
 //! [`crate::learn::train_trial`]; the shader is `shaders/learn.wgsl`, compiled with the shared
-//! LIF step of `shaders/lif_ensemble.wgsl` prepended (see [`super::lif_shared_wgsl`]).
+//! LIF step `shaders/lif_step.wgsl` prepended (see [`super::shaders`]).
 //!
 //! Per step (the CPU's order): the nominal network step with the feedback current of the
 //! previous step, then `e = x - x~`, `F e`, `I_fb = k F e` for the next step and the exact
@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
-use super::{GpuContext, LIF_WGSL, compile_pipeline, create_buffer, entry, lif_shared_wgsl};
+use super::shaders::{self, Shape};
+use super::{GpuContext, compile_pipeline, create_buffer, entry};
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
@@ -30,7 +31,6 @@ use crate::engine::cpu::{NeuronConsts, transpose};
 use crate::learn::{TrainTrialStats, reconstruction_error};
 use crate::snn::{Network, SnnParams};
 
-const LEARN_WGSL: &str = include_str!("../../../shaders/learn.wgsl");
 /// Preferred workgroup size (shrunk for small networks, clamped to the device limits).
 const PREFERRED_WG: u32 = 64;
 const L_FAST: u32 = 1;
@@ -268,7 +268,8 @@ impl GpuTrainer {
             .min(limits.max_compute_workgroup_size_x)
             .min(limits.max_compute_invocations_per_workgroup)
             .max(1);
-        let wg_mem = 2 * 16 * dims.nq + 2 * 16 * dims.ncq + 2 * 4 * dims.nw;
+        // rs (two steps), es and x~, the two spike masks, the loop check's word
+        let wg_mem = 2 * 16 * dims.nq + 2 * 16 * dims.ncq + 2 * 4 * dims.nw + 4;
         if wg_mem as u64 > limits.max_compute_workgroup_storage_size as u64 {
             return Err(invalid(format!(
                 "N = {}, Nc = {} need {wg_mem} bytes of workgroup memory; the adapter allows {}",
@@ -299,21 +300,7 @@ impl GpuTrainer {
         }
         let per_chunk = per_chunk as usize;
 
-        let shared = lif_shared_wgsl().ok_or_else(|| {
-            EngineError::Backend(format!(
-                "lif_ensemble.wgsl lacks the shared LIF step markers ({} bytes)",
-                LIF_WGSL.len()
-            ))
-        })?;
-        let src = format!(
-            "const WG: u32 = {wg}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
-             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n{shared}\n{LEARN_WGSL}",
-            dims.nq.div_ceil(wg as usize),
-            dims.ncq.div_ceil(wg as usize),
-            dims.nw,
-            dims.ncq,
-            dims.nq,
-        );
+        let src = shaders::learn(&Shape::new(dims.n, dims.nc, wg));
         let pipe = compile_pipeline(&ctx, &src, "learn")?;
 
         let mut bytes = 0u64;

@@ -33,6 +33,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod learn;
+pub mod shaders;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,15 +46,12 @@ pub use context::{GpuAdapterInfo, GpuContext};
 pub use dispatch::StepsPerDispatch;
 use dispatch::{LoopCost, STATUS_OK, trips};
 pub use learn::GpuTrainer;
+use shaders::Shape;
 
 use crate::chip::Instance;
 use crate::chip::rng::Stream;
 use crate::engine::cpu::NeuronConsts;
 use crate::engine::{Engine, EngineError, EnsembleJob, EnsembleOutput, TrialOutput, validate_job};
-
-const RNG_WGSL: &str = include_str!("../../../shaders/rng.wgsl");
-const LIF_WGSL: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
-const RNG_TEST_WGSL: &str = include_str!("../../../shaders/rng_test.wgsl");
 
 /// Preferred workgroup size (clamped to the device limits).
 const PREFERRED_WG: u32 = 64;
@@ -114,16 +112,6 @@ struct RngTestUniform {
 
 /// Raw Philox words and `normal4` values from the WGSL test kernel.
 pub type RngDraws = (Vec<[u32; 4]>, Vec<[f32; 4]>);
-
-/// Compile-time shape of the ensemble shader (the host prepends these constants).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct ShaderShape {
-    wg: u32,
-    qpi: u32,
-    kpi: u32,
-    nw: u32,
-    ncq: u32,
-}
 
 /// Per-job layout: strides and offsets shared by the host and the shader.
 #[derive(Clone, Copy, Debug)]
@@ -195,7 +183,7 @@ impl Layout {
 /// every neuron spiking at every step; it follows the loops of `shaders/lif_ensemble.wgsl` one
 /// by one (a loop of n trips costs n + 1). Loops with a constant trip count may be unrolled by
 /// the compiler and cost nothing; they are counted anyway.
-fn ensemble_loop_cost(shape: &ShaderShape, lay: &Layout, flags: u32) -> LoopCost {
+fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
     let (qpi, kpi, nw, ncq, wg) = (
         shape.qpi as u64,
         shape.kpi as u64,
@@ -245,20 +233,6 @@ pub struct GpuRunStats {
     pub steps_per_dispatch: usize,
 }
 
-/// Markers of the shared LIF step section near the top of `lif_ensemble.wgsl`.
-const LIF_SHARED_BEGIN: &str = "// ==== The shared LIF step";
-const LIF_SHARED_END: &str = "// ==== END of the shared LIF step ====";
-
-/// The shared LIF step section of `lif_ensemble.wgsl` (between its markers: the workgroup spike
-/// masks and x~, `lif_membrane`, `lif_fire`, `clear_mask`, `spike_word`); other shaders
-/// (`learn.wgsl`) are compiled with it prepended, after `const WG, NW, NCQ`. `None` if the
-/// markers are missing (a build error, caught by the tests).
-pub(crate) fn lif_shared_wgsl() -> Option<&'static str> {
-    let start = LIF_WGSL.find(LIF_SHARED_BEGIN)?;
-    let end = LIF_WGSL.find(LIF_SHARED_END)?;
-    LIF_WGSL.get(start..end)
-}
-
 /// Compiles `src` into a compute pipeline with entry point `entry` (auto layout).
 pub(crate) fn compile_pipeline(
     ctx: &GpuContext,
@@ -306,7 +280,7 @@ pub(crate) fn create_buffer(
 /// The GPU engine. Holds the device and the compiled pipelines (one per shader shape).
 pub struct GpuEngine {
     ctx: Arc<GpuContext>,
-    pipelines: Mutex<HashMap<ShaderShape, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<Shape, wgpu::ComputePipeline>>,
     max_pairs_override: Option<usize>,
     workgroup_override: Option<u32>,
     steps_request: StepsPerDispatch,
@@ -436,17 +410,12 @@ impl GpuEngine {
         Ok(p as usize)
     }
 
-    fn pipeline(&self, shape: ShaderShape) -> Result<wgpu::ComputePipeline, EngineError> {
+    fn pipeline(&self, shape: Shape) -> Result<wgpu::ComputePipeline, EngineError> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = cache.get(&shape) {
             return Ok(p.clone());
         }
-        let src = format!(
-            "const WG: u32 = {}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
-             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\n{RNG_WGSL}\n{LIF_WGSL}",
-            shape.wg, shape.qpi, shape.kpi, shape.nw, shape.ncq
-        );
-        let p = self.compile(&src, "lif_ensemble")?;
+        let p = self.compile(&shaders::ensemble(&shape), "lif_ensemble")?;
         cache.insert(shape, p.clone());
         Ok(p)
     }
@@ -476,8 +445,7 @@ impl GpuEngine {
         a0: u32,
         count: u32,
     ) -> Result<RngDraws, EngineError> {
-        let src = format!("{RNG_WGSL}\n{RNG_TEST_WGSL}");
-        let pipe = self.compile(&src, "rng_test")?;
+        let pipe = self.compile(&shaders::rng_test(), "rng_test")?;
         let mut bytes = 0;
         let st = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let size = 16 * count.max(1) as u64;
@@ -697,14 +665,9 @@ impl Engine for GpuEngine {
         // shapes and limits
         let limits = self.ctx.limits().clone();
         let wg = self.workgroup_size();
-        let shape = ShaderShape {
-            wg,
-            qpi: nq.div_ceil(wg as usize) as u32,
-            kpi: lay.ncq.div_ceil(wg as usize) as u32,
-            nw: lay.nw as u32,
-            ncq: lay.ncq as u32,
-        };
-        let wg_mem = 4 * 2 * lay.nw as u64 + 16 * lay.ncq as u64;
+        let shape = Shape::new(n, nc, wg);
+        // the two spike masks, x~ and the loop check's word
+        let wg_mem = 4 * 2 * lay.nw as u64 + 16 * lay.ncq as u64 + 4;
         if wg_mem > limits.max_compute_workgroup_storage_size as u64 {
             return Err(EngineError::InvalidJob(format!(
                 "N = {n}, Nc = {nc} need {wg_mem} bytes of workgroup memory; the adapter allows {}",

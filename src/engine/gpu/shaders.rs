@@ -1,0 +1,77 @@
+//! The WGSL sources and how the pipelines compose them: the host prepends the compile-time
+//! shape (`const WG, QPI, ...`), then the included files, then the kernel. One function per
+//! kernel builds the source the pipeline compiles, so [`validate`] (naga, wgpu's own front end)
+//! checks exactly that, without an adapter.
+
+/// Philox4x32-10 and the normal / uniform draws (twin of `chip::rng`).
+pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
+/// The LIF step shared by both kernels (twin of `engine::cpu::step`) and the loop check.
+pub const LIF_STEP: &str = include_str!("../../../shaders/lif_step.wgsl");
+/// The ensemble kernel.
+pub const ENSEMBLE: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
+/// The learning kernel.
+pub const LEARN: &str = include_str!("../../../shaders/learn.wgsl");
+/// The Philox / Box-Muller test kernel.
+pub const RNG_TEST: &str = include_str!("../../../shaders/rng_test.wgsl");
+
+/// Compile-time shape of a kernel: workgroup size, neuron quads and k-quads per invocation,
+/// spike-mask words, k-quads and (learning kernel) quads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub wg: u32,
+    pub qpi: u32,
+    pub kpi: u32,
+    pub nw: u32,
+    pub ncq: u32,
+    pub nq: u32,
+}
+
+impl Shape {
+    /// The shape for N neurons, Nc decoded dimensions and workgroup size `wg`.
+    pub fn new(n: usize, nc: usize, wg: u32) -> Shape {
+        let (nq, ncq) = (n.div_ceil(4) as u32, nc.div_ceil(4) as u32);
+        Shape {
+            wg,
+            qpi: nq.div_ceil(wg),
+            kpi: ncq.div_ceil(wg),
+            nw: n.div_ceil(32) as u32,
+            ncq,
+            nq,
+        }
+    }
+
+    fn consts(&self) -> String {
+        format!(
+            "const WG: u32 = {}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
+             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n",
+            self.wg, self.qpi, self.kpi, self.nw, self.ncq, self.nq
+        )
+    }
+}
+
+/// The ensemble kernel (entry point `lif_ensemble`) for `shape`.
+pub fn ensemble(shape: &Shape) -> String {
+    format!("{}{RNG}\n{LIF_STEP}\n{ENSEMBLE}", shape.consts())
+}
+
+/// The learning kernel (entry point `learn`) for `shape`.
+pub fn learn(shape: &Shape) -> String {
+    format!("{}{LIF_STEP}\n{LEARN}", shape.consts())
+}
+
+/// The Philox test kernel (entry point `rng_test`).
+pub fn rng_test() -> String {
+    format!("{RNG}\n{RNG_TEST}")
+}
+
+/// Parses and validates `src` as wgpu would before compiling it; the error names the line.
+pub fn validate(src: &str) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(src))?;
+    Ok(())
+}
