@@ -667,6 +667,9 @@ fn in_unit(p: &mut Vec<String>, key: &str, v: f64) {
     }
 }
 
+/// The trained spiking network's file in `DIR/snn/`.
+pub const NETWORK_FILE: &str = "network.safetensors";
+
 /// Where a run writes: `DIR/config.toml`, `DIR/teacher/`, `DIR/snn/`, ...
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -682,6 +685,10 @@ impl RunDir {
     }
     pub fn snn(&self) -> PathBuf {
         self.root.join("snn")
+    }
+    /// `DIR/snn/network.safetensors`.
+    pub fn network_file(&self) -> PathBuf {
+        self.snn().join(NETWORK_FILE)
     }
     pub fn task(&self) -> PathBuf {
         self.root.join("task")

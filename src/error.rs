@@ -16,6 +16,8 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
+    Network(#[from] crate::snn::SnnError),
+    #[error(transparent)]
     Store(#[from] crate::snn::store::StoreError),
     #[error("{path}: {source}")]
     Io {

@@ -1,7 +1,9 @@
 //! robust-snn: spiking networks trained to survive mismatched mixed-signal neuromorphic chips.
 //!
 //! Data flows one way: [`config`] -> [`tasks`] -> [`teacher`] -> spiking network -> engine ->
-//! study / report / export. See `README.md` for the commands and DESIGN.md for the model.
+//! study / report / export; [`stages`] decides what a run still needs and runs it, and [`sweep`]
+//! drives the stages over a grid. Imports only go down these floors (`docs/design.md`). See
+//! `README.md` for the commands.
 
 pub mod backend;
 pub mod bench;
@@ -16,6 +18,7 @@ pub mod report;
 pub mod snn;
 pub mod stages;
 pub mod study;
+pub mod sweep;
 pub mod tasks;
 pub mod teacher;
 

@@ -365,13 +365,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let axes = a
                 .set
                 .iter()
-                .map(|s| robust_snn::study::sweep::parse_axis(s))
+                .map(|s| robust_snn::sweep::parse_axis(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             // Every point's config is checked before anything is written.
-            robust_snn::study::sweep::configs(&cfg, &file, &axes)?;
+            robust_snn::sweep::configs(&cfg, &file, &axes)?;
             let resolved = backend::resolve(a.backend)?;
-            let o = robust_snn::study::sweep::run_sweep(
+            let o = robust_snn::sweep::run_sweep(
                 &cfg,
                 &file,
                 &a.out,
@@ -395,16 +395,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let cfg = e.common.load()?;
                 let resolved = backend::resolve(e.common.backend)?;
                 let run = RunDir::new(&e.common.out);
-                robust_snn::export::dynapse1::stage::check_fits(&cfg)?;
-                std::fs::create_dir_all(&run.root)
-                    .with_context(|| format!("creating {}", run.root.display()))?;
-                let r = robust_snn::export::dynapse1::stage::export(
-                    &cfg,
-                    &run,
-                    &resolved,
-                    stages::interactive(),
-                )
-                .context("exporting to DYNAP-SE1")?;
+                let r = stages::export(&cfg, &run, &resolved, stages::interactive())
+                    .context("exporting to DYNAP-SE1")?;
                 print_export(&r, &run);
             }
         },

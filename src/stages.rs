@@ -116,7 +116,7 @@ pub struct SnnMetrics {
     pub backend: String,
 }
 
-pub const NETWORK_FILE: &str = "network.safetensors";
+pub use crate::config::NETWORK_FILE;
 
 /// The teacher of a run folder, trained first when it is missing.
 pub fn ensure_teacher(
@@ -133,6 +133,27 @@ pub fn ensure_teacher(
         eprintln!("teacher: test accuracy {:.4}", m.test_accuracy);
     }
     crate::teacher::load(cfg, run)
+}
+
+/// `robust-snn export`: the DYNAP-SE1 deployment of `DIR/snn/` (`DIR/dynapse1/`), training the
+/// teacher and the spiking network first when they are missing. Fails before anything is written
+/// when the network cannot fit a board.
+pub fn export(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    show_progress: bool,
+) -> Result<crate::export::dynapse1::stage::ExportReport, Error> {
+    crate::export::dynapse1::stage::check_fits(cfg)?;
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    if !run.network_file().is_file() {
+        eprintln!(
+            "no trained network in {}: training it first",
+            run.snn().display()
+        );
+        train_snn(cfg, run, backend, false)?;
+    }
+    crate::export::dynapse1::stage::export(cfg, run, backend, show_progress)
 }
 
 /// `robust-snn train`: the spiking network learns the teacher's dynamics; writes `DIR/snn/`.
@@ -500,12 +521,7 @@ pub fn pipeline(
     };
     let robustness = crate::study::run_study(cfg, run, backend, &[], interactive())?;
     let export = match crate::export::dynapse1::stage::check_fits(cfg) {
-        Ok(()) => Some(crate::export::dynapse1::stage::export(
-            cfg,
-            run,
-            backend,
-            interactive(),
-        )?),
+        Ok(()) => Some(export(cfg, run, backend, interactive())?),
         Err(e) => {
             eprintln!("DYNAP-SE1 export skipped: {e}");
             None

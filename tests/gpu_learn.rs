@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use robust_snn::engine::EngineError;
-use robust_snn::engine::gpu::{GpuContext, GpuEngine, GpuTrainer};
+use robust_snn::engine::gpu::{GpuContext, GpuEngine};
+use robust_snn::learn::GpuTrainer;
 use robust_snn::learn::{TrainTrialStats, train_trial};
 use robust_snn::snn::{Network, SnnParams};
 

@@ -1,8 +1,7 @@
-//! What one simulated chip is: counter-based random draws, mismatch, quantisation, silencing,
-//! membrane noise (DESIGN.md §5).
+//! What one simulated chip is: counter-based random draws, mismatch, silencing, membrane noise
+//! (the quantisation of the nominal weights is `snn::quantize`) (DESIGN.md §5).
 
 pub mod instance;
-pub mod quantize;
 pub mod rng;
 
 pub use instance::{Instance, MismatchCv, MismatchMode, Perturbation};

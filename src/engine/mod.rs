@@ -29,6 +29,24 @@ pub enum EngineError {
     Backend(String),
 }
 
+/// A network that does not fit together is an engine job's shape or parameter error.
+impl From<crate::snn::SnnError> for EngineError {
+    fn from(e: crate::snn::SnnError) -> Self {
+        match e {
+            crate::snn::SnnError::Shape {
+                what,
+                expected,
+                got,
+            } => EngineError::Shape {
+                what,
+                expected,
+                got,
+            },
+            crate::snn::SnnError::InvalidParams(m) => EngineError::InvalidParams(m),
+        }
+    }
+}
+
 /// What to record per trial besides the task output y and the spike counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Record {

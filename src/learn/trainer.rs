@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::rule::{TrainTrialStats, reconstruction_error, train_trial};
 use crate::chip::Perturbation;
 use crate::config::TrainingConfig;
-use crate::engine::gpu::GpuTrainer;
 use crate::engine::gpu::context::GpuContext;
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record};
+use crate::learn::GpuTrainer;
 use crate::snn::Network;
 use crate::tasks::{Split, Task};
 use crate::teacher::TeacherWeights;
@@ -219,7 +219,7 @@ struct RunState {
 /// Train `cfg.networks` networks (seeds `seed`, `seed + 1`, ...) at once, each on its own stream
 /// of training trials, and return all of them, best (lowest validation R) first.
 pub fn train_networks(
-    make_net: &(dyn Fn(u64) -> Result<Network, EngineError> + Sync),
+    make_net: &(dyn Fn(u64) -> Result<Network, crate::snn::SnnError> + Sync),
     teacher: &TeacherWeights,
     task: &dyn Task,
     cfg: &TrainingConfig,

@@ -1,9 +1,12 @@
 //! Network ADS: parameters, initialisation (D, F, W_fast) and the trained network (DESIGN.md §2).
 
+pub mod error;
 pub mod init;
 pub mod network;
 pub mod params;
+pub mod quantize;
 pub mod store;
 
+pub use error::SnnError;
 pub use network::Network;
 pub use params::SnnParams;

@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::SnnError;
 use super::init::init_weights;
 use super::params::SnnParams;
-use crate::chip::quantize::quantize;
-use crate::engine::EngineError;
+use super::quantize::quantize;
 
 /// A nominal Network ADS. All matrices row-major f32.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -48,10 +48,10 @@ impl Network {
         n_in: usize,
         n_out: usize,
         seed: u64,
-    ) -> Result<Network, EngineError> {
-        params.validate().map_err(EngineError::InvalidParams)?;
+    ) -> Result<Network, SnnError> {
+        params.validate().map_err(SnnError::InvalidParams)?;
         if nc == 0 {
-            return Err(EngineError::InvalidParams("nc must be > 0, got 0".into()));
+            return Err(SnnError::InvalidParams("nc must be > 0, got 0".into()));
         }
         let n = params.n;
         let iw = init_weights(&params, nc, seed);
@@ -74,10 +74,10 @@ impl Network {
     }
 
     /// Checks every matrix length against (N, Nc, C, n_out) and the parameters.
-    pub fn validate_shapes(&self) -> Result<(), EngineError> {
-        self.params.validate().map_err(EngineError::InvalidParams)?;
+    pub fn validate_shapes(&self) -> Result<(), SnnError> {
+        self.params.validate().map_err(SnnError::InvalidParams)?;
         if self.params.n != self.n {
-            return Err(EngineError::InvalidParams(format!(
+            return Err(SnnError::InvalidParams(format!(
                 "params.n ({}) differs from network n ({})",
                 self.params.n, self.n
             )));
@@ -100,7 +100,7 @@ impl Network {
             ),
         ] {
             if got != expected {
-                return Err(EngineError::Shape {
+                return Err(SnnError::Shape {
                     what: what.into(),
                     expected,
                     got,
@@ -110,7 +110,7 @@ impl Network {
         if let Some(p) = &self.input_override
             && p.len() != n * self.n_in
         {
-            return Err(EngineError::Shape {
+            return Err(SnnError::Shape {
                 what: "input_override (N x C)".into(),
                 expected: n * self.n_in,
                 got: p.len(),
@@ -259,10 +259,7 @@ mod tests {
     fn shape_errors_are_reported() {
         let mut net = small(true);
         net.w_slow.pop();
-        assert!(matches!(
-            net.validate_shapes(),
-            Err(EngineError::Shape { .. })
-        ));
+        assert!(matches!(net.validate_shapes(), Err(SnnError::Shape { .. })));
         let p = SnnParams {
             n: 4,
             ..Default::default()

@@ -5,7 +5,6 @@ pub mod evaluate;
 pub mod levels;
 pub mod report;
 pub mod stats;
-pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
@@ -207,7 +206,7 @@ fn name_of(dir: &Path) -> String {
 }
 
 fn load_net(dir: &Path) -> Result<crate::snn::Network, Error> {
-    let path = dir.join("snn").join(crate::stages::NETWORK_FILE);
+    let path = dir.join("snn").join(crate::config::NETWORK_FILE);
     if !path.is_file() {
         return Err(Error::Other(format!(
             "{}: no trained network; run `robust-snn train --out {}` first",

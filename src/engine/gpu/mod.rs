@@ -32,7 +32,6 @@
 
 pub mod context;
 pub mod dispatch;
-pub mod learn;
 pub mod shaders;
 
 use std::collections::HashMap;
@@ -45,7 +44,6 @@ use rayon::prelude::*;
 pub use context::{GpuAdapterInfo, GpuContext};
 pub use dispatch::StepsPerDispatch;
 use dispatch::{LoopCost, STATUS_OK, trips};
-pub use learn::GpuTrainer;
 use shaders::Shape;
 
 use crate::chip::Instance;
@@ -302,7 +300,7 @@ impl GpuEngine {
         Self::with_shared_context(Arc::new(ctx))
     }
 
-    /// An engine on a context shared with others (e.g. a [`GpuTrainer`]).
+    /// An engine on a context shared with others (e.g. the GPU trainer).
     pub fn with_shared_context(ctx: Arc<GpuContext>) -> Self {
         GpuEngine {
             ctx,
@@ -343,7 +341,7 @@ impl GpuEngine {
         &self.ctx
     }
 
-    /// The context, to share it with a [`GpuTrainer`] or another engine.
+    /// The context, to share it with the GPU trainer or another engine.
     pub fn shared_context(&self) -> Arc<GpuContext> {
         self.ctx.clone()
     }

@@ -172,12 +172,7 @@ fn provenance(doc: &mut Doc, cfg: &Config, run: &RunDir) {
     p.insert("seed".into(), json!(cfg.seed));
     p.insert(
         "network_file".into(),
-        json!(
-            run.snn()
-                .join(crate::stages::NETWORK_FILE)
-                .display()
-                .to_string()
-        ),
+        json!(run.network_file().display().to_string()),
     );
     p.insert("config".into(), json!(cfg.to_toml()));
 }
@@ -240,13 +235,12 @@ pub fn export(
 ) -> Result<ExportReport, Error> {
     let t0 = std::time::Instant::now();
     check_fits(cfg)?;
-    let net_path = run.snn().join(crate::stages::NETWORK_FILE);
+    let net_path = run.network_file();
     if !net_path.is_file() {
-        eprintln!(
-            "no trained network in {}: training it first",
-            run.snn().display()
-        );
-        crate::stages::train_snn(cfg, run, backend, false)?;
+        return Err(Error::Other(format!(
+            "{}: no trained network to export (`robust-snn train` first)",
+            net_path.display()
+        )));
     }
     let net = crate::snn::Network::load(&net_path)?;
     let teacher = crate::teacher::load(cfg, run)?;

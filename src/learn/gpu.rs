@@ -1,7 +1,7 @@
 //! GPU training of W_slow by the local rule (DESIGN.md §2 "Learning rule", §6): several networks
 //! at once, one workgroup per network. The CPU twin is [`crate::learn::rule::Trainer::step`] /
 //! [`crate::learn::train_trial`]; the shader is `shaders/learn.wgsl`, compiled with the shared
-//! LIF step `shaders/lif_step.wgsl` prepended (see [`super::shaders`]).
+//! LIF step `shaders/lif_step.wgsl` prepended (see [`crate::engine::gpu::shaders`]).
 //!
 //! Per step (the CPU's order): the nominal network step with the feedback current of the
 //! previous step, then `e = x - x~`, `F e`, `I_fb = k F e` for the next step and the exact
@@ -11,7 +11,7 @@
 //! network): uploaded by [`GpuTrainer::new`] / [`GpuTrainer::upload`], read back only by
 //! [`GpuTrainer::download`]. A trial uploads its inputs, targets and initial state (initial V
 //! drawn on the host by the same [`initial_v`] as the CPU trainer, instance word
-//! [`TRAIN_INSTANCE`]), runs K steps per dispatch (K planned by [`super::dispatch`] from the
+//! [`TRAIN_INSTANCE`]), runs K steps per dispatch (K planned by [`crate::engine::gpu::dispatch`] from the
 //! sizes and the adapter; the results do not depend on it), and reads back the spike counts, x~
 //! (T x Nc per network) and the loop check's status word once at the end.
 //!
@@ -21,13 +21,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
-use super::shaders::{self, Shape};
-use super::{GpuContext, compile_pipeline, create_buffer, entry};
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
 use crate::engine::cpu::{NeuronConsts, transpose};
+use crate::engine::gpu::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
+use crate::engine::gpu::shaders::{self, Shape};
+use crate::engine::gpu::{GpuContext, compile_pipeline, create_buffer, entry};
 use crate::learn::{TrainTrialStats, reconstruction_error};
 use crate::snn::{Network, SnnParams};
 
@@ -131,7 +131,7 @@ impl Dims {
         4 * self.nq + steps * self.nc
     }
 
-    /// Upper bound of the loop iterations one `learn` invocation spends (see [`dispatch`]),
+    /// Upper bound of the loop iterations one `learn` invocation spends (see [`crate::engine::gpu::dispatch`]),
     /// every neuron spiking at every step; it follows the loops of `shaders/learn.wgsl` one by
     /// one (a loop of n trips costs n + 1), counting those the compiler may unroll.
     fn loop_cost(&self, wg: u32) -> LoopCost {
@@ -389,7 +389,7 @@ impl GpuTrainer {
         (self.chunks[0].count, self.chunks.len())
     }
 
-    /// How many steps a dispatch runs (default: planned, see [`dispatch`]). The results do not
+    /// How many steps a dispatch runs (default: planned, see [`crate::engine::gpu::dispatch`]). The results do not
     /// depend on it.
     pub fn with_steps_per_dispatch(mut self, k: StepsPerDispatch) -> Self {
         self.steps_request = k;
