@@ -1,4 +1,4 @@
-// Training of W_slow by the local rule of Network ADS (DESIGN.md §2, "Learning rule"): one
+// Training of W_slow by the local rule of Network ADS (docs/design.md §2, "Learning rule"): one
 // workgroup per network, K steps per dispatch, W_slow of every network in a storage buffer for
 // the whole training. The CPU twin is `learn::rule::Trainer::step` (with `engine::cpu::step`);
 // the nominal network (no mismatch, no noise, nothing silenced), so every neuron constant is one

@@ -88,7 +88,7 @@ pub enum TaskKind {
     Ecg,
 }
 
-/// The rate-RNN teacher and its BPTT training (DESIGN.md section 3).
+/// The rate-RNN teacher and its BPTT training (docs/design.md §3).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TeacherConfig {
@@ -145,7 +145,7 @@ impl Default for TeacherConfig {
     }
 }
 
-/// Training of the spiking network with the local rule (DESIGN.md section 2).
+/// Training of the spiking network with the local rule (docs/design.md §2).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingConfig {
@@ -182,7 +182,7 @@ impl Default for TrainingConfig {
     }
 }
 
-/// The robustness study (DESIGN.md section 5).
+/// The robustness study (docs/design.md §5).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvaluationConfig {
@@ -238,7 +238,7 @@ impl Default for EvaluationConfig {
     }
 }
 
-/// DYNAP-SE1 deployment (DESIGN.md section 7): quantisation and pruning policy, nominal bias
+/// DYNAP-SE1 deployment (docs/design.md §7): quantisation and pruning policy, nominal bias
 /// mapping, the re-simulation of the deployed network and the power estimate.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -1,7 +1,7 @@
 //! One simulated chip instance: a nominal network plus one draw of every enabled perturbation,
 //! keyed by `(seed, instance index)` through [`super::rng`] (the layout is documented there).
 //!
-//! Mismatch (DESIGN.md §5, paper §7.1), level sigma:
+//! Mismatch (docs/design.md §5, paper §7.1), level sigma:
 //! * per neuron `tau_mem, tau_slow, V_th ~ |N(mu, (sigma mu)²)|`, computed as
 //!   `|mu (1 + sigma z)|` with z from the neuron's stream (floored at `1e-3 mu` for the time
 //!   constants so that no division by zero can happen);

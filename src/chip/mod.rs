@@ -1,5 +1,5 @@
 //! What one simulated chip is: counter-based random draws, mismatch, silencing, membrane noise
-//! (the quantisation of the nominal weights is `snn::quantize`) (DESIGN.md §5).
+//! (the quantisation of the nominal weights is `snn::quantize`) (docs/design.md §5).
 
 pub mod instance;
 pub mod rng;

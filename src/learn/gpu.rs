@@ -1,4 +1,4 @@
-//! GPU training of W_slow by the local rule (DESIGN.md §2 "Learning rule", §6): several networks
+//! GPU training of W_slow by the local rule (docs/design.md §2 "Learning rule", §6): several networks
 //! at once, one workgroup per network. The CPU twin is [`crate::learn::rule::Trainer::step`] /
 //! [`crate::learn::train_trial`]; the shader is `shaders/learn.wgsl`, compiled with the shared
 //! LIF step `shaders/lif_step.wgsl` prepended (see [`crate::engine::gpu::shaders`]).

@@ -1,4 +1,4 @@
-//! Online training of W_slow on the nominal network (DESIGN.md §2, "Learning rule"):
+//! Online training of W_slow on the nominal network (docs/design.md §2, "Learning rule"):
 //!
 //! ```text
 //! e      = x - x~                  (x = teacher tanh(h), after this step's x~)

@@ -1,4 +1,4 @@
-//! Initialisation of Network ADS (DESIGN.md §2, paper §2.2), computed in f64 and stored as f32.
+//! Initialisation of Network ADS (docs/design.md §2, paper §2.2), computed in f64 and stored as f32.
 //!
 //! ```text
 //! lambda  = 1 / tau_mem            (1/s; tau_mem in seconds)

@@ -1,4 +1,4 @@
-//! Network ADS: parameters, initialisation (D, F, W_fast) and the trained network (DESIGN.md §2).
+//! Network ADS: parameters, initialisation (D, F, W_fast) and the trained network (docs/design.md §2).
 
 pub mod error;
 pub mod init;

@@ -39,7 +39,7 @@ pub struct Network {
 }
 
 impl Network {
-    /// A fresh network per DESIGN.md §2 (see [`super::init`]); W_slow = 0.
+    /// A fresh network per docs/design.md §2 (see [`super::init`]); W_slow = 0.
     pub fn init(
         params: SnnParams,
         w_in_teacher: Vec<f32>,

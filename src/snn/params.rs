@@ -1,4 +1,4 @@
-//! Parameters of a Network ADS (DESIGN.md §2). Time constants in milliseconds here; the dynamics
+//! Parameters of a Network ADS (docs/design.md §2). Time constants in milliseconds here; the dynamics
 //! use seconds for every `1/tau` factor (see the CPU engine's neuron step).
 
 use serde::{Deserialize, Serialize};

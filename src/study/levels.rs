@@ -1,4 +1,4 @@
-//! The perturbation levels a robustness study visits (DESIGN.md section 5).
+//! The perturbation levels a robustness study visits (docs/design.md §5).
 
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use super::stats::Quartiles;
 use crate::error::Error;
 use crate::report::StagedDir;
 
-/// The paper's medians for Network ADS with W_fast on its audio task (DESIGN.md section 5),
+/// The paper's medians for Network ADS with W_fast on its audio task (docs/design.md §5),
 /// shown beside ours for orientation: the tasks differ, so only the trend compares.
 pub const PAPER_AUDIO: &[(&str, f64)] = &[
     ("unperturbed", 0.888),

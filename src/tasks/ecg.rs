@@ -1,4 +1,4 @@
-//! Synthetic ECG anomaly detection (DESIGN.md section 4).
+//! Synthetic ECG anomaly detection (docs/design.md §4).
 //!
 //! # Generator
 //! ECGSYN (McSharry et al. 2003, IEEE TBME 50:289): a point rotates on the unit limit cycle at

@@ -1,4 +1,4 @@
-//! Benchmark tasks generated in code from a seed (DESIGN.md section 4).
+//! Benchmark tasks generated in code from a seed (docs/design.md §4).
 //!
 //! Every task yields [`Trial`]s that are a pure function of `(seed, split, index)`, so any
 //! trial can be regenerated on demand (no data set on disk) and the train, validation and

@@ -1,4 +1,4 @@
-//! Temporal XOR (paper task 1, DESIGN.md section 4; reference `generate_xor_sample`).
+//! Temporal XOR (paper task 1, docs/design.md §4; reference `generate_xor_sample`).
 //!
 //! One input channel, 1 ms steps. Two pulses of random sign and random length are placed in the
 //! first two thirds of the trial, the second starting at least `min_gap_ms` after the first ends,

@@ -1,4 +1,4 @@
-//! The rate-RNN teacher (DESIGN.md section 3): burn model, BPTT training, the plain-Rust forward
+//! The rate-RNN teacher (docs/design.md §3): burn model, BPTT training, the plain-Rust forward
 //! pass the spiking network learns from, and the `teacher` stage that writes `DIR/teacher/`.
 
 pub mod model;

@@ -23,7 +23,7 @@ pub enum TeacherError {
     Backend(String),
 }
 
-/// The rate RNN of DESIGN.md section 3, as plain row-major vectors.
+/// The rate RNN of docs/design.md §3, as plain row-major vectors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TeacherWeights {
     pub nc: usize,
@@ -41,7 +41,7 @@ pub struct TeacherWeights {
     pub dt_ms: f32,
 }
 
-/// Initialisation constants (DESIGN.md section 3).
+/// Initialisation constants (docs/design.md §3).
 #[derive(Clone, Debug)]
 pub struct TeacherInit {
     pub input_scale: f32,

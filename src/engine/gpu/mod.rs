@@ -1,4 +1,4 @@
-//! The GPU ensemble engine (wgpu + WGSL, DESIGN.md §6). [`GpuEngine`] computes the same function
+//! The GPU ensemble engine (wgpu + WGSL, docs/design.md §6). [`GpuEngine`] computes the same function
 //! as [`crate::engine::CpuEngine`] (its CPU twin is [`crate::engine::cpu::step`]); the shader is
 //! `shaders/lif_ensemble.wgsl`, the random numbers `shaders/rng.wgsl` (twin of
 //! [`crate::chip::rng`]).

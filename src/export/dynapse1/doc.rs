@@ -1,5 +1,5 @@
 //! The DYNAP-SE1 export document: a self-describing, versioned JSON description of a network placed
-//! on a DYNAP-SE1 board (DESIGN.md §7, reference/dynapse1.md §6.2).
+//! on a DYNAP-SE1 board (docs/design.md §7, reference/dynapse1.md §6.2).
 //!
 //! Conventions (also written into every document, in [`Conventions`]):
 //! - ids: global id = 1024*chip + 256*core + neuron; chip 0..=3, core 0..=3, neuron 0..=255;

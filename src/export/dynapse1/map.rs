@@ -1,5 +1,5 @@
 //! Map a trained [`Network`] onto a DYNAP-SE1 board: placement, quantisation of the weights into
-//! CAM counts, per-core biases and the host readout, as an export [`Doc`] (DESIGN.md §7).
+//! CAM counts, per-core biases and the host readout, as an export [`Doc`] (docs/design.md §7).
 //!
 //! Conventions of this mapper (also written into the document's `quantisation.notes`):
 //! - Placement: model neuron i goes to the i-th free slot, filling chip 0 core 0 .. chip 3 core 3

@@ -3,7 +3,7 @@
 //! per-core biases from intended physical parameters through the nominal bias mapping
 //! ([`biases`]), the mapper from a trained network ([`map`]), the deployed network for
 //! re-simulation and the power estimate ([`deploy`]), and the CLI stage ([`stage`]).
-//! See DESIGN.md §7 and reference/dynapse1.md §6.
+//! See docs/design.md §7 and reference/dynapse1.md §6.
 
 pub mod biases;
 pub mod deploy;

@@ -1,4 +1,4 @@
-//! Hardware-rule validation of an export document (DESIGN.md §7, reference/dynapse1.md §6.3).
+//! Hardware-rule validation of an export document (docs/design.md §7, reference/dynapse1.md §6.3).
 //!
 //! [`validate`] returns the errors: a document with none can be emitted and loaded by the cAER
 //! netparser and samna's `NetworkGenerator`. [`warnings`] returns the advisory rules (chip direction,
