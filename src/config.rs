@@ -538,8 +538,8 @@ impl Config {
 
     /// Checks that the run's largest data fit this machine's memory (see [`crate::limits`]):
     /// the N x N weight matrices of the networks trained at once (each held about three times:
-    /// current, best and checkpoint, plus one mismatched copy per study thread) and the study's
-    /// recorded outputs. Call before any work; `file` names the config in the error.
+    /// current, best and checkpoint, plus one mismatched copy per study thread). Call before any
+    /// work; `file` names the config in the error.
     pub fn check_memory(&self, file: &str) -> Result<(), ConfigError> {
         use crate::limits::check_memory;
         let av = crate::limits::available_memory();
@@ -548,24 +548,17 @@ impl Config {
         let copies = 3.0 * self.training.networks.max(1) as f64;
         let threads = rayon::current_num_threads() as f64;
         let weights = copies * per_net + threads * 4.0 * n * n;
-        let mut p = Vec::new();
-        if let Err(m) = check_memory(
+        check_memory(
             "snn.n",
             self.snn.n,
             "the N x N weight matrices of training and evaluation",
             weights,
             av,
-        ) {
-            p.push(m);
-        }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.to_string(),
-                problems: p,
-            })
-        }
+        )
+        .map_err(|m| ConfigError::Invalid {
+            file: file.to_string(),
+            problems: vec![m],
+        })
     }
 
     /// The configured task, seeded from the global seed.

@@ -270,12 +270,15 @@ fn sizes_beyond_the_machine_fail_at_once_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let t0 = std::time::Instant::now();
-    let out = bin()
-        .args(["train", "--config", "configs/xor.toml", "--backend", "cpu"])
-        .args(["--out", run.to_str().unwrap()])
-        .args(["--set", "snn.n=2000000000"])
-        .output()
-        .unwrap();
+    let train_with_n = |n: &str| {
+        bin()
+            .args(["train", "--config", "configs/xor.toml", "--backend", "cpu"])
+            .args(["--out", run.to_str().unwrap()])
+            .args(["--set", &format!("snn.n={n}")])
+            .output()
+            .unwrap()
+    };
+    let out = train_with_n("2000000000");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -284,12 +287,7 @@ fn sizes_beyond_the_machine_fail_at_once_and_write_nothing() {
     );
     assert!(!run.exists(), "nothing may be written");
     // an N within the fixed limit but beyond this machine's memory
-    let out = bin()
-        .args(["train", "--config", "configs/xor.toml", "--backend", "cpu"])
-        .args(["--out", run.to_str().unwrap()])
-        .args(["--set", "snn.n=65536"])
-        .output()
-        .unwrap();
+    let out = train_with_n("65536");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     if robust_snn::limits::available_memory().is_some_and(|m| m < 1 << 40) {

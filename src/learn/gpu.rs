@@ -698,24 +698,19 @@ impl GpuTrainer {
             let kst = k_plan.min(steps - t);
             uni.t_start = t as u32;
             uni.k_steps = kst as u32;
-            let idx = self.ctx.scoped("learn dispatch", || {
-                self.ctx
-                    .queue
-                    .write_buffer(&self.uni, 0, bytemuck::bytes_of(&uni));
-                let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    pass.set_pipeline(&self.pipe);
-                    for ch in &self.chunks {
-                        if let Some(io) = &ch.io {
-                            pass.set_bind_group(0, &io.bind_group, &[]);
-                            pass.dispatch_workgroups(ch.count as u32, 1, 1);
-                        }
-                    }
-                }
-                self.ctx.queue.submit([enc.finish()])
-            })?;
-            self.ctx.wait(idx, WAIT)?;
+            let groups: Vec<(&wgpu::BindGroup, u32)> = self
+                .chunks
+                .iter()
+                .filter_map(|ch| ch.io.as_ref().map(|io| (&io.bind_group, ch.count as u32)))
+                .collect();
+            self.ctx.dispatch(
+                "learn dispatch",
+                &self.uni,
+                bytemuck::bytes_of(&uni),
+                &self.pipe,
+                &groups,
+                WAIT,
+            )?;
             self.dispatches += 1;
             t += kst;
         }

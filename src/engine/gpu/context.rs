@@ -190,6 +190,33 @@ impl GpuContext {
         self.check_fault()
     }
 
+    /// One dispatch of K steps: writes the uniform block `uniform` into `uni`, runs `pipe` over
+    /// `groups` (a bind group and its workgroup count each) in one compute pass, and waits for it.
+    pub fn dispatch(
+        &self,
+        what: &str,
+        uni: &wgpu::Buffer,
+        uniform: &[u8],
+        pipe: &wgpu::ComputePipeline,
+        groups: &[(&wgpu::BindGroup, u32)],
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let idx = self.scoped(what, || {
+            self.queue.write_buffer(uni, 0, uniform);
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(pipe);
+                for (bg, count) in groups {
+                    pass.set_bind_group(0, *bg, &[]);
+                    pass.dispatch_workgroups(*count, 1, 1);
+                }
+            }
+            self.queue.submit([enc.finish()])
+        })?;
+        self.wait(idx, timeout)
+    }
+
     /// Copies `bytes` bytes of `buf` (COPY_SRC) into host memory via a staging buffer.
     pub fn read_back(
         &self,

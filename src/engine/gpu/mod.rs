@@ -840,20 +840,14 @@ impl Engine for GpuEngine {
                     let k = k_steps.min(steps - t);
                     uni.t_start = t as u32;
                     uni.k_steps = k as u32;
-                    let idx = self.ctx.scoped("ensemble dispatch", || {
-                        self.ctx
-                            .queue
-                            .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
-                        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-                        {
-                            let mut pass = enc.begin_compute_pass(&Default::default());
-                            pass.set_pipeline(&pipe);
-                            pass.set_bind_group(0, &bind_group, &[]);
-                            pass.dispatch_workgroups((p1 - p0) as u32, 1, 1);
-                        }
-                        self.ctx.queue.submit([enc.finish()])
-                    })?;
-                    self.ctx.wait(idx, Duration::from_secs(600))?;
+                    self.ctx.dispatch(
+                        "ensemble dispatch",
+                        &uni_buf,
+                        bytemuck::bytes_of(&uni),
+                        &pipe,
+                        &[(&bind_group, (p1 - p0) as u32)],
+                        Duration::from_secs(600),
+                    )?;
                     dispatches += 1;
                     t += k;
                 }
