@@ -123,24 +123,16 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             r[m] = vec4<f32>(0.0);
             cnt[m] = vec4<u32>(0u);
         } else {
-            v[m] = state[sb + q];
-            i_f[m] = state[sb + nq + q];
-            i_s[m] = state[sb + 2u * nq + q];
-            r[m] = state[sb + 3u * nq + q];
-            let c0 = ob + 4u * q;
-            cnt[m] = vec4<u32>(out[c0], out[c0 + 1u], out[c0 + 2u], out[c0 + 3u]);
+            let nqd = load_quad(sb, ob, nq, q);
+            v[m] = nqd.v;
+            i_f[m] = nqd.i_fast;
+            i_s[m] = nqd.i_slow;
+            r[m] = nqd.r;
+            cnt[m] = nqd.count;
         }
     }
-    for (var m = 0u; m < KPI; m++) {
-        let kq = lid + m * WG;
-        if kq < NCQ {
-            xs[kq] = select(state[sb + 4u * nq + kq], vec4<f32>(0.0), job.t_start == 0u);
-        }
-    }
-    clear_mask(lid, 0u);
-    clear_mask(lid, 1u);
-    loop_check_init(lid);
-    workgroupBarrier();
+    load_xs(lid, sb + 4u * nq, job.t_start == 0u);
+    begin_dispatch(lid);
 
     var s = 0u;
     for (; s < job.k_steps; s++) {
@@ -328,28 +320,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     // persist the state for the next dispatch
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
-        if q >= nq {
-            continue;
-        }
-        state[sb + q] = v[m];
-        state[sb + nq + q] = i_f[m];
-        state[sb + 2u * nq + q] = i_s[m];
-        state[sb + 3u * nq + q] = r[m];
-        let c0 = ob + 4u * q;
-        out[c0] = cnt[m].x;
-        out[c0 + 1u] = cnt[m].y;
-        out[c0 + 2u] = cnt[m].z;
-        out[c0 + 3u] = cnt[m].w;
-    }
-    for (var m = 0u; m < KPI; m++) {
-        let kq = lid + m * WG;
-        if kq < NCQ {
-            state[sb + 4u * nq + kq] = xs[kq];
+        if q < nq {
+            store_quad(sb, ob, nq, q, NeuronQuad(v[m], i_f[m], i_s[m], r[m], cnt[m]));
         }
     }
-    let cut = loop_check(job.probe, s);
-    if lid == 0u {
-        let st = ob + job.off_status;
-        out[st] = loop_status(out[st], job.t_start == 0u, job.t_start, cut);
-    }
+    store_xs(lid, sb + 4u * nq);
+    end_dispatch(lid, ob + job.off_status, job.probe, s, job.t_start);
 }

@@ -1,7 +1,8 @@
 // The LIF step shared by the ensemble kernel (lif_ensemble.wgsl) and the learning kernel
-// (learn.wgsl), both compiled with this file prepended (src/engine/gpu/shaders.rs). It may use
-// only the host's constants WG, NW and NCQ, and binds nothing. The CPU twin is
-// `engine::cpu::step`; names follow it.
+// (learn.wgsl), both compiled with this file prepended (src/engine/gpu/shaders.rs). It uses the
+// host's constants WG, NW and NCQ and the storage arrays `state` (vec4) and `out` (u32) that
+// both kernels declare alike; it binds nothing itself. The CPU twin is `engine::cpu::step`; names
+// follow it.
 
 // V_th of silenced and padding neurons (f32::MAX on the host): never spike, held at 0.
 const SILENT_TH: f32 = 3.0e38;
@@ -80,3 +81,72 @@ fn loop_status(prev: u32, first_dispatch: bool, t_start: u32, cut: u32) -> u32 {
     return select(before, 1u + t_start + cut, before == 0u && cut != NOT_CUT);
 }
 
+
+// ---- The state between dispatches. Both kernels keep, per pair or network, V, I_fast, I_slow
+// and r as blocks of nq quads from `sb` in `state` (then kernel-specific blocks), x~ from `xb`,
+// and the spike counts as u32 words 4q.. from `ob` in `out`.
+struct NeuronQuad {
+    v: vec4<f32>,
+    i_fast: vec4<f32>,
+    i_slow: vec4<f32>,
+    r: vec4<f32>,
+    count: vec4<u32>,
+}
+
+fn load_quad(sb: u32, ob: u32, nq: u32, q: u32) -> NeuronQuad {
+    let c0 = ob + 4u * q;
+    return NeuronQuad(
+        state[sb + q],
+        state[sb + nq + q],
+        state[sb + 2u * nq + q],
+        state[sb + 3u * nq + q],
+        vec4<u32>(out[c0], out[c0 + 1u], out[c0 + 2u], out[c0 + 3u]),
+    );
+}
+
+fn store_quad(sb: u32, ob: u32, nq: u32, q: u32, n: NeuronQuad) {
+    state[sb + q] = n.v;
+    state[sb + nq + q] = n.i_fast;
+    state[sb + 2u * nq + q] = n.i_slow;
+    state[sb + 3u * nq + q] = n.r;
+    let c0 = ob + 4u * q;
+    out[c0] = n.count.x;
+    out[c0 + 1u] = n.count.y;
+    out[c0 + 2u] = n.count.z;
+    out[c0 + 3u] = n.count.w;
+}
+
+// x~ of this invocation's k-quads from `xb` (zero when `fresh`), before the first barrier.
+fn load_xs(lid: u32, xb: u32, fresh: bool) {
+    for (var m = 0u; m < KPI; m++) {
+        let kq = lid + m * WG;
+        if kq < NCQ {
+            xs[kq] = select(state[xb + kq], vec4<f32>(0.0), fresh);
+        }
+    }
+}
+
+fn store_xs(lid: u32, xb: u32) {
+    for (var m = 0u; m < KPI; m++) {
+        let kq = lid + m * WG;
+        if kq < NCQ {
+            state[xb + kq] = xs[kq];
+        }
+    }
+}
+
+// Start of a dispatch: both spike masks cleared, the loop check armed, then a barrier.
+fn begin_dispatch(lid: u32) {
+    clear_mask(lid, 0u);
+    clear_mask(lid, 1u);
+    loop_check_init(lid);
+    workgroupBarrier();
+}
+
+// End of a dispatch (uniform control flow): the loop check into the status word out[st].
+fn end_dispatch(lid: u32, st: u32, trips: u32, steps_done: u32, t_start: u32) {
+    let cut = loop_check(trips, steps_done);
+    if lid == 0u {
+        out[st] = loop_status(out[st], t_start == 0u, t_start, cut);
+    }
+}
