@@ -318,16 +318,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Train(a) => {
             let (cfg, resolved, run) = train_setup(&a)?;
-            if !run
-                .teacher()
-                .join(robust_snn::teacher::WEIGHTS_FILE)
-                .is_file()
-            {
-                let m = stages::teacher(&cfg, &run, &resolved).context("training the teacher")?;
-                print_teacher(&m, &run);
-            }
-            let m = stages::train_snn(&cfg, &run, &resolved, a.resume)
+            let (teacher_m, m) = stages::train(&cfg, &run, &resolved, a.resume)
                 .context("training the spiking network")?;
+            if let Some(t) = &teacher_m {
+                print_teacher(t, &run);
+            }
             print_snn(&m, &run);
         }
         Command::Run(a) => {

@@ -135,6 +135,22 @@ pub fn ensure_teacher(
     crate::teacher::load(cfg, run)
 }
 
+/// `robust-snn train`: the teacher when `DIR/teacher/` lacks it, then the spiking network.
+/// Returns the teacher's metrics when it was trained now, and the network's.
+pub fn train(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    resume: bool,
+) -> Result<(Option<crate::teacher::TeacherMetrics>, SnnMetrics), Error> {
+    let teacher_m = if run.teacher().join(crate::teacher::WEIGHTS_FILE).is_file() {
+        None
+    } else {
+        Some(teacher(cfg, run, backend)?)
+    };
+    Ok((teacher_m, train_snn(cfg, run, backend, resume)?))
+}
+
 /// `robust-snn export`: the DYNAP-SE1 deployment of `DIR/snn/` (`DIR/dynapse1/`), training the
 /// teacher and the spiking network first when they are missing. Fails before anything is written
 /// when the network cannot fit a board.
