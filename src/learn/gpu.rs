@@ -135,27 +135,21 @@ impl Dims {
     /// every neuron spiking at every step; it follows the loops of `shaders/learn.wgsl` one by
     /// one (a loop of n trips costs n + 1), counting those the compiler may unroll.
     fn loop_cost(&self, wg: u32) -> LoopCost {
-        let wg = wg as u64;
-        let (n, nq, ncq, nw, c) = (
+        let shape = Shape::new(self.n, self.nc, wg);
+        let (n, ncq, qpi, kpi) = (
             self.n as u64,
-            self.nq as u64,
             self.ncq as u64,
-            self.nw as u64,
-            self.c_in as u64,
+            shape.qpi as u64,
+            shape.kpi as u64,
         );
-        let (qpi, kpi) = (nq.div_ceil(wg), ncq.div_ceil(wg));
-        let words = trips(nw.div_ceil(wg));
-        // for w < NW { while bits != 0 { .. } }: one trip per spike, N spikes in all
-        let spike_walk = trips(nw) + nw + n;
-        let integrate = trips(qpi) + qpi * trips(c);
-        let propagate = spike_walk + n * trips(qpi);
+        let dispatch::SharedLoops { cost, spike_walk } =
+            dispatch::shared_loops(&shape, n, self.c_in as u64);
         let decode = trips(kpi) + kpi * (spike_walk + trips(4));
         let feedback = trips(qpi) + qpi * (trips(ncq) + ncq * trips(4));
         let update = trips(n) + n * trips(qpi);
         LoopCost {
-            // loading and persisting the state, clearing both masks, the time loop's last test
-            per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
-            per_step: 1 + integrate + words + propagate + decode + feedback + update,
+            per_dispatch: cost.per_dispatch,
+            per_step: cost.per_step + decode + feedback + update,
         }
     }
 }

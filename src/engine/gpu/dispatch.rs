@@ -82,6 +82,38 @@ pub fn trips(n: u64) -> u64 {
     n + 1
 }
 
+/// The loops both kernels share (`lif_step.wgsl` and the step skeleton), for `shape` with N
+/// neurons and C input channels, every neuron spiking at every step: the per-dispatch cost
+/// (loading and persisting the state, clearing both masks, the time loop's last test), and per
+/// step the time loop itself, integrate-and-fire over the quads and inputs, clearing a mask and
+/// the event-driven propagation; with `spike_walk`, one walk over the spike masks
+/// (`for w < NW { while bits != 0 }`: one trip per spike, N spikes in all), which the kernels'
+/// own x~ updates repeat.
+pub struct SharedLoops {
+    pub cost: LoopCost,
+    pub spike_walk: u64,
+}
+
+pub fn shared_loops(shape: &super::shaders::Shape, n: u64, c: u64) -> SharedLoops {
+    let (qpi, kpi, nw, wg) = (
+        shape.qpi as u64,
+        shape.kpi as u64,
+        shape.nw as u64,
+        shape.wg as u64,
+    );
+    let words = trips(nw.div_ceil(wg));
+    let spike_walk = trips(nw) + nw + n;
+    let integrate = trips(qpi) + qpi * trips(c);
+    let propagate = spike_walk + n * trips(qpi);
+    SharedLoops {
+        cost: LoopCost {
+            per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
+            per_step: 1 + integrate + words + propagate,
+        },
+        spike_walk,
+    }
+}
+
 /// K for a job of `steps` steps whose dispatches do `work_per_step` neuron-steps per step.
 pub fn plan(
     ctx: &GpuContext,

@@ -182,24 +182,16 @@ impl Layout {
 /// by one (a loop of n trips costs n + 1). Loops with a constant trip count may be unrolled by
 /// the compiler and cost nothing; they are counted anyway.
 fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
-    let (qpi, kpi, nw, ncq, wg) = (
-        shape.qpi as u64,
+    let (kpi, nw, ncq, wg) = (
         shape.kpi as u64,
         shape.nw as u64,
         shape.ncq as u64,
         shape.wg as u64,
     );
-    let (n, nq, c) = (lay.n as u64, lay.nq as u64, lay.c_in as u64);
-    // clear_mask and the spike record: words lid, lid + WG, ...
-    let words = trips(nw.div_ceil(wg));
-    // for w < NW { while bits != 0 { .. } }: one trip per spike, N spikes in all
-    let spike_walk = trips(nw) + nw + n;
-    let integrate = trips(qpi) + qpi * trips(c);
-    let propagate = if flags & (F_SLOW | F_FAST) != 0 {
-        spike_walk + n * trips(qpi)
-    } else {
-        0
-    };
+    let (n, nq) = (lay.n as u64, lay.nq as u64);
+    // counted with the propagation even when W_slow and W_fast are zero (an upper bound)
+    let dispatch::SharedLoops { cost, spike_walk } =
+        dispatch::shared_loops(shape, n, lay.c_in as u64);
     // x~: per spike with a shared tau_out, dense over the quads otherwise (the larger)
     let decode = trips(kpi) + kpi * spike_walk.max(trips(nq) + nq * trips(4));
     let outs = (lay.n_out as u64).div_ceil(wg);
@@ -209,11 +201,15 @@ fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
     } else {
         0
     };
-    let rec_spk = if flags & F_REC_SPK != 0 { words } else { 0 };
+    // the spike record: words lid, lid + WG, ...
+    let rec_spk = if flags & F_REC_SPK != 0 {
+        trips(nw.div_ceil(wg))
+    } else {
+        0
+    };
     LoopCost {
-        // loading and persisting the state, clearing both masks, the time loop's last test
-        per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
-        per_step: 1 + integrate + words + propagate + decode + readout + rec_x + rec_spk,
+        per_dispatch: cost.per_dispatch,
+        per_step: cost.per_step + decode + readout + rec_x + rec_spk,
     }
 }
 
