@@ -5,6 +5,8 @@
 //! exercised on machines without a GPU. `WGPU_BACKEND` (vulkan, gl, metal, dx12) and
 //! `WGPU_ADAPTER_NAME` (a case-insensitive substring of the adapter name) are honoured.
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 /// What the user asked for.
@@ -20,26 +22,92 @@ pub enum BackendChoice {
     Gpu,
 }
 
+use crate::engine::gpu::GpuEngine;
 /// An adapter as recorded in outputs' metadata.
 pub use crate::engine::gpu::context::GpuAdapterInfo as AdapterSummary;
-use crate::engine::gpu::context::{candidate_adapters, filter_note};
+use crate::engine::gpu::context::{GpuContext, candidate_adapters, filter_note};
+use crate::engine::{CpuEngine, Engine};
 
-/// Where work will run.
+/// Where work will run, resolved once per process: the value that hands out the ensemble engine,
+/// the GPU context the trainer runs on, and burn's device for the teacher. On a GPU it holds the
+/// process's one wgpu device.
 #[derive(Clone, Debug)]
 pub enum Resolved {
     Cpu,
-    Gpu(AdapterSummary),
+    Gpu(Arc<GpuHandle>),
+}
+
+/// The process's wgpu device, shared by every GPU consumer.
+pub struct GpuHandle {
+    ctx: Arc<GpuContext>,
+    /// burn's device on `ctx`, registered with burn's wgpu runtime on first use (a registration
+    /// is a new runtime, so it must happen once).
+    burn: Mutex<Option<burn::tensor::Device>>,
+}
+
+impl std::fmt::Debug for GpuHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuHandle({:?})", self.ctx)
+    }
 }
 
 impl Resolved {
     pub fn is_gpu(&self) -> bool {
         matches!(self, Resolved::Gpu(_))
     }
+
     /// A short label for metadata: `cpu` or `gpu:<adapter name> (<api>)`.
     pub fn label(&self) -> String {
         match self {
             Resolved::Cpu => "cpu".to_string(),
-            Resolved::Gpu(a) => format!("gpu:{} ({})", a.name, a.backend),
+            Resolved::Gpu(g) => {
+                let a = g.ctx.adapter_info();
+                format!("gpu:{} ({})", a.name, a.backend)
+            }
+        }
+    }
+
+    /// The GPU context (for the trainer), `None` on the CPU.
+    pub fn gpu_context(&self) -> Option<Arc<GpuContext>> {
+        match self {
+            Resolved::Cpu => None,
+            Resolved::Gpu(g) => Some(g.ctx.clone()),
+        }
+    }
+
+    /// The ensemble engine: the CPU reference, or the GPU engine on the process's device.
+    pub fn engine(&self) -> Box<dyn Engine> {
+        match self {
+            Resolved::Cpu => Box::new(CpuEngine),
+            Resolved::Gpu(g) => Box::new(GpuEngine::with_shared_context(g.ctx.clone())),
+        }
+    }
+
+    /// burn's device: `flex` (CPU) or burn's wgpu runtime on the process's device.
+    pub fn burn_device(&self) -> Result<burn::tensor::Device, BackendError> {
+        match self {
+            Resolved::Cpu => Ok(burn::tensor::Device::flex()),
+            Resolved::Gpu(g) => {
+                let mut slot = g.burn.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(d) = slot.as_ref() {
+                    return Ok(d.clone());
+                }
+                let (instance, adapter, device, queue) = g.ctx.wgpu_setup();
+                let backend = adapter.get_info().backend;
+                let setup = burn::tensor::wgpu::WgpuSetup {
+                    instance,
+                    adapter,
+                    device,
+                    queue,
+                    backend,
+                };
+                let d = burn::tensor::Device::wgpu_options()
+                    .setup(setup)
+                    .init()
+                    .map_err(|e| BackendError::Burn(e.to_string()))?;
+                *slot = Some(d.clone());
+                Ok(d)
+            }
         }
     }
 }
@@ -51,42 +119,51 @@ pub enum BackendError {
          mesa-vulkan-drivers, or use --backend cpu)"
     )]
     NoAdapter { filter: String },
-}
-
-/// The wgpu adapters visible under the environment's WGPU_BACKEND / WGPU_ADAPTER_NAME filters,
-/// best first (hardware, then Vulkan/Metal/DX12 before GL).
-pub fn adapters() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    candidate_adapters(&instance)
+    #[error("opening the GPU device: {0}")]
+    Open(String),
+    #[error("handing the GPU device to burn's wgpu runtime: {0}")]
+    Burn(String),
 }
 
 fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
     !matches!(info.device_type, wgpu::DeviceType::Cpu)
 }
 
-/// Decide where to run. `auto` prints a one-line notice when it falls back to the CPU.
+/// Opens the process's device on `adapter` (which says so on stderr).
+fn open(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Resolved, BackendError> {
+    let ctx = GpuContext::open(instance, adapter).map_err(|e| BackendError::Open(e.to_string()))?;
+    Ok(Resolved::Gpu(Arc::new(GpuHandle {
+        ctx: Arc::new(ctx),
+        burn: Mutex::new(None),
+    })))
+}
+
+/// Decide where to run, opening the GPU device when there is one. `auto` prints a one-line
+/// notice when it falls back to the CPU.
 pub fn resolve(choice: BackendChoice) -> Result<Resolved, BackendError> {
+    if choice == BackendChoice::Cpu {
+        return Ok(Resolved::Cpu);
+    }
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = candidate_adapters(&instance);
     match choice {
         BackendChoice::Cpu => Ok(Resolved::Cpu),
-        BackendChoice::Gpu => match adapters().first() {
-            Some(a) => Ok(Resolved::Gpu(AdapterSummary::from(&a.get_info()))),
+        BackendChoice::Gpu => match adapters.into_iter().next() {
+            Some(a) => open(instance, a),
             None => Err(BackendError::NoAdapter {
                 filter: filter_note(),
             }),
         },
-        BackendChoice::Auto => {
-            let found = adapters().into_iter().find(|a| is_hardware(&a.get_info()));
-            match found {
-                Some(a) => Ok(Resolved::Gpu(AdapterSummary::from(&a.get_info()))),
-                None => {
-                    eprintln!(
-                        "note: --backend auto found no GPU adapter{}; running on the CPU",
-                        filter_note()
-                    );
-                    Ok(Resolved::Cpu)
-                }
+        BackendChoice::Auto => match adapters.into_iter().find(|a| is_hardware(&a.get_info())) {
+            Some(a) => open(instance, a),
+            None => {
+                eprintln!(
+                    "note: --backend auto found no GPU adapter{}; running on the CPU",
+                    filter_note()
+                );
+                Ok(Resolved::Cpu)
             }
-        }
+        },
     }
 }

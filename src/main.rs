@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use robust_snn::backend::{self, BackendChoice, Resolved};
+use robust_snn::backend::{self, BackendChoice};
 use robust_snn::config::{Config, RunDir};
 use robust_snn::stages;
 
@@ -407,10 +407,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             robust_snn::bench::check_sizes(&spec).map_err(anyhow::Error::msg)?;
             let resolved = backend::resolve(b.backend)?;
-            let r = match &resolved {
-                Resolved::Cpu => robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?,
-                Resolved::Gpu(_) => {
-                    let gpu = robust_snn::engine::gpu::GpuEngine::new()?;
+            let r = match resolved.gpu_context() {
+                None => robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?,
+                Some(ctx) => {
+                    let gpu = robust_snn::engine::gpu::GpuEngine::with_shared_context(ctx);
                     let mut r = robust_snn::bench::run(&gpu, &spec)?;
                     r.adapter = Some(gpu.adapter());
                     r.device_bytes = Some(gpu.device_bytes());

@@ -198,12 +198,7 @@ pub fn train_snn(
     if !resume && ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
-    let gpu = match backend {
-        Resolved::Gpu(_) => Some(std::sync::Arc::new(
-            crate::engine::gpu::context::GpuContext::new()?,
-        )),
-        Resolved::Cpu => None,
-    };
+    let gpu = backend.gpu_context();
     let opts = crate::learn::trainer::TrainOptions {
         checkpoint: Some(&ck),
         resume,

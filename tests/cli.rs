@@ -310,3 +310,54 @@ fn sizes_beyond_the_machine_fail_at_once_and_write_nothing() {
         );
     }
 }
+
+/// `run --backend gpu` opens one wgpu device for the teacher (burn), the trainer, the study and
+/// the export: every open is logged, so the log shows one.
+#[test]
+fn run_on_the_gpu_opens_one_device() {
+    if robust_snn::engine::gpu::context::GpuContext::new().is_err() {
+        eprintln!("skipped: no wgpu adapter on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_s = dir.path().join("run").to_string_lossy().to_string();
+    let mut args = vec![
+        "run",
+        "--config",
+        "configs/xor.toml",
+        "--out",
+        &out_s,
+        "--backend",
+        "gpu",
+    ];
+    for kv in [
+        "teacher.hidden=8",
+        "teacher.epochs=1",
+        "teacher.batches_per_epoch=1",
+        "teacher.batch_size=2",
+        "teacher.val_trials=4",
+        "teacher.test_trials=4",
+        "snn.n=32",
+        "training.epochs=1",
+        "training.samples_per_epoch=2",
+        "training.val_trials=2",
+        "training.test_trials=2",
+        "evaluation.instances=2",
+        "evaluation.val_instances=2",
+        "evaluation.test_trials=2",
+        "evaluation.val_trials=2",
+        "evaluation.mismatch=[0.1]",
+        "evaluation.bits=[]",
+        "evaluation.noise=[]",
+        "evaluation.silence=[]",
+    ] {
+        args.push("--set");
+        args.push(kv);
+    }
+    let out = bin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("gpu: opened a device").count(), 1, "{err}");
+    let m = std::fs::read_to_string(dir.path().join("run/teacher/metrics.json")).unwrap();
+    assert!(m.contains("\"backend\": \"gpu:"), "{m}");
+}

@@ -192,7 +192,7 @@ fn export_writes_a_valid_deployment_and_resimulates_what_it_wrote() {
             Source::Neuron(g) => {
                 let pre = place[&g].0;
                 if con.syn_type == 1 || con.syn_type == 3 {
-                    wf[post * n + pre] += w;
+                    wf[pre * n + post] += w;
                 } else {
                     ws[pre * n + post] += w;
                 }

@@ -10,8 +10,8 @@
 //!   synapse); `Paper` leaves them nominal, as the paper did.
 //!
 //! The W_slow / W_fast factors are procedural: `Instance` stores only O(N·Nc + N·C) data; the
-//! factors of a row are regenerated with [`Instance::fill_w_slow_factors`] /
-//! [`Instance::fill_w_fast_factors`] (one Philox call serves 4 synapses).
+//! factors of a row are regenerated with [`Instance::fill_factors`] (one Philox call serves 4
+//! synapses).
 //!
 //! Quantisation is a property of the nominal weights: `Instance::draw` expects the already
 //! quantised network (`Network::quantized(bits)`); the engine does this once per job.
@@ -266,60 +266,44 @@ impl Instance {
         }
     }
 
-    /// `out[post] = 1 + sigma z(W_SLOW, pre, post)`: the mismatch factors of W_slow row `pre`.
-    pub fn fill_w_slow_factors(&self, pre: u32, out: &mut [f32]) {
-        rng::fill_factors_row(
-            self.seed,
-            self.index,
-            Stream::W_SLOW,
-            pre,
-            self.w_slow_sigma,
-            out,
-        );
-    }
-
-    /// `out[post] = 1 + sigma z(W_FAST, pre, post)`: factors of the synapses pre -> post
-    /// (matrix element `w_fast[post][pre]`).
-    pub fn fill_w_fast_factors(&self, pre: u32, out: &mut [f32]) {
-        rng::fill_factors_row(
-            self.seed,
-            self.index,
-            Stream::W_FAST,
-            pre,
-            self.w_fast_sigma,
-            out,
-        );
-    }
-
-    /// Effective W_slow `[pre][post]` of this chip into `out` (N x N scratch).
-    pub fn effective_w_slow(&self, w_slow: &[f32], out: &mut [f32]) {
-        let n = self.n;
-        for pre in 0..n {
-            let src = &w_slow[pre * n..(pre + 1) * n];
-            let dst = &mut out[pre * n..(pre + 1) * n];
-            if self.w_slow_sigma == 0.0 || src.iter().all(|&w| w == 0.0) {
-                dst.copy_from_slice(src);
-                continue;
-            }
-            self.fill_w_slow_factors(pre as u32, dst);
-            for (o, w) in dst.iter_mut().zip(src) {
-                *o *= w;
-            }
+    /// The mismatch sigma of the recurrent matrix whose factors come from `stream`
+    /// ([`Stream::W_SLOW`] or [`Stream::W_FAST`]; 0 for any other stream).
+    pub fn factor_sigma(&self, stream: Stream) -> f32 {
+        if stream == Stream::W_SLOW {
+            self.w_slow_sigma
+        } else if stream == Stream::W_FAST {
+            self.w_fast_sigma
+        } else {
+            0.0
         }
     }
 
-    /// Effective W_fast *transposed*, `[pre][post]`, into `out`, from `w_fast_t` = nominal
-    /// W_fast transposed (`w_fast_t[pre][post] = w_fast[post][pre]`).
-    pub fn effective_w_fast_t(&self, w_fast_t: &[f32], out: &mut [f32]) {
+    /// `out[post] = 1 + sigma z(stream, pre, post)`: the mismatch factors of row `pre` (the
+    /// synapses pre -> post) of the recurrent matrix `stream` (W_SLOW or W_FAST).
+    pub fn fill_factors(&self, stream: Stream, pre: u32, out: &mut [f32]) {
+        rng::fill_factors_row(
+            self.seed,
+            self.index,
+            stream,
+            pre,
+            self.factor_sigma(stream),
+            out,
+        );
+    }
+
+    /// The effective recurrent matrix of this chip, `[pre][post]` like the nominal one, into
+    /// `out` (N x N scratch): the nominal weights times the factors of `stream`.
+    pub fn effective_recurrent(&self, stream: Stream, nominal: &[f32], out: &mut [f32]) {
         let n = self.n;
+        let sigma = self.factor_sigma(stream);
         for pre in 0..n {
-            let src = &w_fast_t[pre * n..(pre + 1) * n];
+            let src = &nominal[pre * n..(pre + 1) * n];
             let dst = &mut out[pre * n..(pre + 1) * n];
-            if self.w_fast_sigma == 0.0 || src.iter().all(|&w| w == 0.0) {
+            if sigma == 0.0 || src.iter().all(|&w| w == 0.0) {
                 dst.copy_from_slice(src);
                 continue;
             }
-            self.fill_w_fast_factors(pre as u32, dst);
+            self.fill_factors(stream, pre as u32, dst);
             for (o, w) in dst.iter_mut().zip(src) {
                 *o *= w;
             }
@@ -443,7 +427,7 @@ mod tests {
         let facs: Vec<f32> = insts
             .iter()
             .flat_map(|i| {
-                i.fill_w_slow_factors(5, &mut row);
+                i.fill_factors(Stream::W_SLOW, 5, &mut row);
                 row.clone()
             })
             .collect();

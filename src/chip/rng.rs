@@ -36,7 +36,7 @@
 //! | F[i][k] factor (N x Nc) | W_F | i | k / 4 | k % 4 |
 //! | D[k][i] factor (Nc x N) | W_D | k | i / 4 | i % 4 |
 //! | W_slow[pre][post] factor | W_SLOW | pre | post / 4 | post % 4 |
-//! | W_fast factor of synapse pre -> post (stored `w_fast[post][pre]`) | W_FAST | pre | post / 4 | post % 4 |
+//! | W_fast[pre][post] factor | W_FAST | pre | post / 4 | post % 4 |
 //! | silencing rank of neuron i (raw u32) | SILENCE | i / 4 | 0 | i % 4 |
 //! | initial V of neuron i in trial j (uniform) | INIT_V | j | i / 4 | i % 4 |
 //! | membrane noise of neuron i at step t in trial j | NOISE | j | t * ceil(N/4) + i / 4 | i % 4 |

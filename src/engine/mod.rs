@@ -1,14 +1,16 @@
 //! Simulation engines for chip ensembles. [`cpu::CpuEngine`] is the reference (and the CPU twin
-//! of the GPU shader); the neuron step itself is [`cpu::step`], shared with the trainer.
+//! of the GPU shader); the neuron step itself is [`lif_step::step`], shared with the trainer.
 
 pub mod cpu;
 pub mod gpu;
+pub mod lif_step;
 
 use std::ops::Range;
 
 use crate::chip::Perturbation;
 use crate::snn::Network;
 
+pub use crate::snn::transpose;
 pub use cpu::CpuEngine;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -139,29 +141,16 @@ pub fn validate_job(job: &EnsembleJob) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The nominal W_fast transposed to `[pre][post]` (None when W_fast is all zero) and, per
-/// presynaptic neuron, its nonzero outgoing recurrent synapses: what one spike propagates, so
-/// both engines count synaptic events the same way.
-pub fn fast_t_and_outdegree(net: &Network) -> (Option<Vec<f32>>, Vec<u32>) {
+/// Per presynaptic neuron, its nonzero outgoing recurrent synapses (W_fast and W_slow, both
+/// `[pre][post]`): what one spike propagates, so both engines count synaptic events the same way.
+pub fn outdegree(net: &Network) -> Vec<u32> {
     let n = net.n;
-    let fast_t = net
-        .w_fast
-        .iter()
-        .any(|&w| w != 0.0)
-        .then(|| cpu::transpose(&net.w_fast, n, n));
-    let outdeg = (0..n)
+    (0..n)
         .map(|j| {
-            let f = fast_t.as_ref().map_or(0, |m| {
-                m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count()
-            });
-            let s = net.w_slow[j * n..(j + 1) * n]
-                .iter()
-                .filter(|&&w| w != 0.0)
-                .count();
-            (f + s) as u32
+            let nonzero = |m: &[f32]| m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count();
+            (nonzero(&net.w_fast) + nonzero(&net.w_slow)) as u32
         })
-        .collect();
-    (fast_t, outdeg)
+        .collect()
 }
 
 /// A smooth random drive, T x C: a sum of three sinusoids (0.5-4 Hz) per channel. Tests and

@@ -24,10 +24,11 @@ use std::time::Duration;
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
-use crate::engine::cpu::{NeuronConsts, transpose};
 use crate::engine::gpu::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
 use crate::engine::gpu::shaders::{self, Shape};
 use crate::engine::gpu::{GpuContext, compile_pipeline, create_buffer, entry};
+use crate::engine::lif_step::NeuronConsts;
+use crate::engine::transpose;
 use crate::learn::{TrainTrialStats, reconstruction_error};
 use crate::snn::{Network, SnnParams};
 
@@ -169,7 +170,7 @@ fn push_rows(m: &[f32], rows: usize, cols: usize, out: &mut Vec<[f32; 4]>) {
 fn net_block(net: &Network, dims: &Dims, out: &mut Vec<[f32; 4]>) {
     let (n, nc, c_in) = (dims.n, dims.nc, dims.c_in);
     if dims.fast {
-        push_rows(&transpose(&net.w_fast, n, n), n, n, out);
+        push_rows(&net.w_fast, n, n, out);
     }
     push_rows(&transpose(&net.d, nc, n), n, nc, out);
     push_rows(&transpose(&net.f, n, nc), nc, n, out);

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
-use crate::engine::cpu::{NeuronConsts, State, StepWeights, step, transpose};
+use crate::engine::lif_step::{NeuronConsts, State, StepWeights, step};
+use crate::engine::transpose;
 use crate::snn::Network;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +40,8 @@ pub struct Trainer {
     pub fe: Vec<f32>,
     /// Steps done.
     pub t: u32,
-    w_fast_t: Option<Vec<f32>>,
+    /// W_fast is nonzero (else the step skips it).
+    fast: bool,
     d_t: Vec<f32>,
     input_proj_t: Vec<f32>,
 }
@@ -65,11 +67,7 @@ impl Trainer {
             err: vec![0.0; nc],
             fe: vec![0.0; n],
             t: 0,
-            w_fast_t: net
-                .w_fast
-                .iter()
-                .any(|&w| w != 0.0)
-                .then(|| transpose(&net.w_fast, n, n)),
+            fast: net.w_fast.iter().any(|&w| w != 0.0),
             d_t: transpose(&net.d, nc, n),
             input_proj_t: transpose(&net.input_projection(), n, net.n_in),
             consts,
@@ -82,7 +80,7 @@ impl Trainer {
         let (n, nc) = (net.n, net.nc);
         {
             let w = StepWeights {
-                w_fast_t: self.w_fast_t.as_deref(),
+                w_fast: self.fast.then_some(&net.w_fast[..]),
                 w_slow: Some(&net.w_slow),
                 d_t: &self.d_t,
                 input_proj_t: &self.input_proj_t,

@@ -21,7 +21,7 @@ pub struct InitWeights {
     pub d: Vec<f32>,
     /// N x Nc (= Dᵀ).
     pub f: Vec<f32>,
-    /// N x N, `[post][pre]`.
+    /// N x N, `[pre][post]`.
     pub w_fast: Vec<f32>,
     /// Per-neuron theoretical thresholds T_i.
     pub t: Vec<f64>,
@@ -74,7 +74,8 @@ pub fn init_weights(params: &SnnParams, nc: usize, seed: u64) -> InitWeights {
                 }
                 let cj = &cols[j * nc..(j + 1) * nc];
                 let omega: f64 = ci.iter().zip(cj).map(|(x, y)| x * y).sum();
-                w_fast[i * n + j] = (-c * omega / t[i]) as f32;
+                // synapse j -> i, scaled by the post neuron's T_i
+                w_fast[j * n + i] = (-c * omega / t[i]) as f32;
             }
         }
     }

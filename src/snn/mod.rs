@@ -7,6 +7,8 @@ pub mod params;
 pub mod quantize;
 pub mod store;
 
+pub use network::transpose;
+
 pub use error::SnnError;
 pub use network::Network;
 pub use params::SnnParams;

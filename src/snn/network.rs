@@ -23,7 +23,7 @@ pub struct Network {
     pub d: Vec<f32>,
     /// Encoder F, N x Nc (= Dᵀ at init; mismatched independently of D on a chip).
     pub f: Vec<f32>,
-    /// Fast weights, N x N, `[post][pre]`: I_fast += W_fast · s / tau_fast.
+    /// Fast weights, N x N, `[pre][post]` like W_slow: a spike of j adds row j / tau_fast to I_fast.
     pub w_fast: Vec<f32>,
     /// Slow weights, N x N, `[pre][post]`: I_slow += W_slowᵀ · s / tau_slow. The learned matrix.
     pub w_slow: Vec<f32>,
@@ -186,6 +186,17 @@ pub fn readout(w_out: &[f32], nc: usize, n_out: usize, x: &[f32], y: &mut [f32])
     }
 }
 
+/// Row-major transpose of a rows x cols matrix.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +246,8 @@ mod tests {
                 if i != j {
                     let om: f64 = (0..nc).map(|k| d0[k * n + i] * d0[k * n + j]).sum();
                     let want = -0.5 * om / t;
-                    assert!((net.w_fast[i * n + j] as f64 - want).abs() < 1e-6);
+                    // synapse j -> i (pre-major), scaled by the post neuron's T_i
+                    assert!((net.w_fast[j * n + i] as f64 - want).abs() < 1e-6);
                 }
             }
         }

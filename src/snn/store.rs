@@ -8,6 +8,12 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::{Network, SnnParams};
 
+/// Metadata key naming how the matrices are laid out.
+const LAYOUT_KEY: &str = "layout";
+/// Both recurrent matrices `[pre][post]`. Files without the key were written when W_fast was
+/// stored `[post][pre]`; they are converted on load.
+const LAYOUT: &str = "recurrent pre-major";
+
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct StoreError {
@@ -82,6 +88,7 @@ impl Network {
             serde_json::to_string(&self.params).map_err(|e| err(path, e.to_string()))?,
         );
         meta.insert("model".to_string(), "robust-snn Network ADS".to_string());
+        meta.insert(LAYOUT_KEY.to_string(), LAYOUT.to_string());
         let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
             ("d", &self.d, vec![nc, n]),
             ("f", &self.f, vec![n, nc]),
@@ -111,13 +118,27 @@ impl Network {
         };
         let (d, ds) = take("d")?;
         let (f, _) = take("f")?;
-        let (w_fast, _) = take("w_fast")?;
+        let (mut w_fast, _) = take("w_fast")?;
         let (w_slow, _) = take("w_slow")?;
         let (w_in_teacher, ws) = take("w_in_teacher")?;
         let (w_out_teacher, wo) = take("w_out_teacher")?;
         let input_override = t.remove("input_override").map(|(p, _)| p);
         if ds.len() != 2 || ws.len() != 2 || wo.len() != 2 {
             return Err(err(path, "matrices must be 2-D"));
+        }
+        match meta.get(LAYOUT_KEY).map(String::as_str) {
+            Some(LAYOUT) => {}
+            // written before the layout was recorded: W_fast was then stored `[post][pre]`
+            None if w_fast.len() == ds[1] * ds[1] => {
+                w_fast = super::transpose(&w_fast, ds[1], ds[1]);
+            }
+            None => {}
+            Some(other) => {
+                return Err(err(
+                    path,
+                    format!("unknown matrix layout `{other}` (this build reads `{LAYOUT}`)"),
+                ));
+            }
         }
         let net = Network {
             n: ds[1],
@@ -136,5 +157,70 @@ impl Network {
         net.validate_shapes()
             .map_err(|e| err(path, e.to_string()))?;
         Ok(net)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Network {
+        let p = SnnParams {
+            n: 6,
+            ..Default::default()
+        };
+        Network::init(p, vec![0.5; 2 * 3], vec![1.0; 3], 3, 2, 1, 7).unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_matrix() {
+        let mut net = small();
+        net.w_slow[1] = 0.25; // an asymmetric entry in each recurrent matrix
+        net.w_fast[2] = -0.75;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("net.safetensors");
+        net.save(&p).unwrap();
+        let back = Network::load(&p).unwrap();
+        assert_eq!(back.w_fast, net.w_fast);
+        assert_eq!(back.w_slow, net.w_slow);
+        assert_eq!(back.d, net.d);
+        assert_eq!(back.f, net.f);
+    }
+
+    /// A file written before the layout key existed held W_fast `[post][pre]`: it loads as the
+    /// transpose, so old run folders give the same network.
+    #[test]
+    fn files_without_the_layout_key_hold_w_fast_post_major() {
+        let mut net = small();
+        net.w_fast[1] = 0.5; // synapse 0 -> 1
+        let n = net.n;
+        let old = crate::snn::transpose(&net.w_fast, n, n);
+        let mut meta = HashMap::new();
+        meta.insert(
+            "params".to_string(),
+            serde_json::to_string(&net.params).unwrap(),
+        );
+        let tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
+            ("d", &net.d, vec![net.nc, n]),
+            ("f", &net.f, vec![n, net.nc]),
+            ("w_fast", &old, vec![n, n]),
+            ("w_slow", &net.w_slow, vec![n, n]),
+            ("w_in_teacher", &net.w_in_teacher, vec![net.n_in, net.nc]),
+            ("w_out_teacher", &net.w_out_teacher, vec![net.nc, net.n_out]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.safetensors");
+        std::fs::write(&p, to_bytes(&tensors, meta.clone()).unwrap()).unwrap();
+        let back = Network::load(&p).unwrap();
+        assert_eq!(back.w_fast[1], 0.5);
+        assert_eq!(back.w_fast, net.w_fast);
+
+        meta.insert(LAYOUT_KEY.to_string(), "something else".to_string());
+        std::fs::write(&p, to_bytes(&tensors, meta).unwrap()).unwrap();
+        let e = Network::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown matrix layout") && e.contains("old.safetensors"),
+            "{e}"
+        );
     }
 }

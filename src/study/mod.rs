@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Resolved;
 use crate::config::{Config, RunDir};
-use crate::engine::{CpuEngine, Engine};
 use crate::error::Error;
 use crate::report::StagedDir;
 use evaluate::{InstanceRow, LevelSummary, Prepared, StudySpec};
@@ -93,14 +92,6 @@ pub fn levels_for(cfg: &Config) -> Vec<Level> {
     })
 }
 
-/// The engine for a resolved backend.
-pub fn engine_for(backend: &Resolved) -> Result<Box<dyn Engine>, Error> {
-    Ok(match backend {
-        Resolved::Cpu => Box::new(CpuEngine),
-        Resolved::Gpu(_) => Box::new(crate::engine::gpu::GpuEngine::new()?),
-    })
-}
-
 /// `robust-snn evaluate`: the study of `DIR/snn/` (and of `compare` run folders on the same
 /// draws); writes `DIR/robustness/`.
 pub fn run_study(
@@ -130,7 +121,7 @@ pub fn run_study(
     let task = cfg.task();
     let spec = spec_for(cfg, backend);
     let levels = levels_for(cfg);
-    let engine = engine_for(backend)?;
+    let engine = backend.engine();
     let data = Prepared::new(task.as_ref(), &teacher, &spec);
     let per_level = (spec.instances + spec.val_instances) as u64;
     let pb = crate::report::progress_bar(

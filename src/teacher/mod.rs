@@ -37,14 +37,6 @@ pub struct TeacherMetrics {
 
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
-/// The burn device for a resolved backend.
-pub fn burn_device(resolved: &Resolved) -> burn::tensor::Device {
-    match resolved {
-        Resolved::Cpu => burn::tensor::Device::flex(),
-        Resolved::Gpu(_) => burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-    }
-}
-
 /// Train the teacher and write `DIR/teacher/` (weights, metrics.json, history.csv, plots/).
 pub fn run_stage(
     cfg: &Config,
@@ -53,7 +45,7 @@ pub fn run_stage(
     show_progress: bool,
 ) -> Result<TeacherMetrics, Error> {
     let task = cfg.task();
-    let device = burn_device(backend);
+    let device = backend.burn_device()?;
     let outcome = train::train(
         &cfg.teacher,
         task.as_ref(),

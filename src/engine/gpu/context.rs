@@ -36,10 +36,14 @@ impl From<&wgpu::AdapterInfo> for GpuAdapterInfo {
     }
 }
 
-/// A device + queue, with the adapter's own limits and sticky error state.
+/// A device + queue, with the adapter's own limits and sticky error state. One per process: the
+/// ensemble engine, the trainer and burn's wgpu runtime (through [`GpuContext::wgpu_setup`]) all
+/// run on it.
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
+    instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     /// First uncaptured error or device-lost message (sticky).
@@ -88,6 +92,16 @@ pub fn filter_note() -> String {
     }
 }
 
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuContext({} on {:?})",
+            self.info.name, self.info.backend
+        )
+    }
+}
+
 impl GpuContext {
     /// Picks the best adapter (see the module docs) and opens a device with its own limits.
     pub fn new() -> Result<Self, EngineError> {
@@ -101,21 +115,28 @@ impl GpuContext {
                 filter_note()
             )));
         };
-        Self::from_adapter(adapter)
+        Self::open(instance, adapter)
     }
 
-    /// Opens a device on `adapter`, requesting the adapter's own limits.
-    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, EngineError> {
+    /// Opens a device on `adapter` (enumerated from `instance`), requesting the adapter's own
+    /// limits and features. The features are what burn's wgpu runtime (cubecl) asks of a device it
+    /// opens itself, so that the same device can be handed to it: all of the adapter's, less
+    /// `MAPPABLE_PRIMARY_BUFFERS` (which makes mapped buffers slow on discrete GPUs).
+    pub fn open(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self, EngineError> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("robust-snn gpu engine"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
+        let (device, queue) = pollster::block_on(
+            adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("robust-snn"),
+                required_features: adapter
+                    .features()
+                    .difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }),
+        )
         .map_err(|e| backend_err(format!("request_device on {}: {e}", info.name)))?;
         let fault = Arc::new(Mutex::new(None::<String>));
         let f = fault.clone();
@@ -129,9 +150,16 @@ impl GpuContext {
             g.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
         let limits = device.limits();
+        // every device open is logged, so that "one device per process" can be seen (and tested)
+        eprintln!(
+            "gpu: opened a device on {} ({:?}, {} {})",
+            info.name, info.backend, info.driver, info.driver_info
+        );
         Ok(GpuContext {
             device,
             queue,
+            instance,
+            adapter,
             info,
             limits,
             fault,
@@ -140,6 +168,16 @@ impl GpuContext {
 
     pub fn adapter_info(&self) -> GpuAdapterInfo {
         GpuAdapterInfo::from(&self.info)
+    }
+
+    /// The handles burn's wgpu runtime needs to run on this device instead of opening its own.
+    pub fn wgpu_setup(&self) -> (wgpu::Instance, wgpu::Adapter, wgpu::Device, wgpu::Queue) {
+        (
+            self.instance.clone(),
+            self.adapter.clone(),
+            self.device.clone(),
+            self.queue.clone(),
+        )
     }
 
     pub fn raw_adapter_info(&self) -> &wgpu::AdapterInfo {

@@ -11,7 +11,7 @@
 //! buffers between dispatches and results are read back once per chunk.
 //!
 //! # Buffers (all `vec4<f32>` unless noted; nq = ceil(N/4), ncq = ceil(Nc/4), nw = ceil(N/32))
-//! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fastᵀ `[pre][nq]` (only when W_fast is
+//! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fast `[pre][nq]` (only when W_fast is
 //!   nonzero), Dᵀ `[i][ncq]`, W_outᵀ `[o][ncq]` — the nominal (quantised) weights.
 //! * `inst` (per instance of the chunk, `2 + (8 + C) nq` vec4): instance index and sigmas, noise
 //!   std and the shared readout decay; per quad alpha, V_th, decay/inverse of tau_fast, tau_slow,
@@ -48,7 +48,7 @@ use shaders::Shape;
 
 use crate::chip::Instance;
 use crate::chip::rng::Stream;
-use crate::engine::cpu::NeuronConsts;
+use crate::engine::lif_step::NeuronConsts;
 use crate::engine::{Engine, EngineError, EnsembleJob, EnsembleOutput, TrialOutput, validate_job};
 
 /// Preferred workgroup size (clamped to the device limits).
@@ -499,7 +499,7 @@ fn net_buffer(
     net: &crate::snn::Network,
     lay: &Layout,
     slow_on: bool,
-    fast_t: Option<&[f32]>,
+    fast_on: bool,
 ) -> (Vec<[f32; 4]>, u32, u32, u32) {
     let (n, nq, nc, ncq) = (lay.n, lay.nq, lay.nc, lay.ncq);
     let mut data: Vec<[f32; 4]> = Vec::new();
@@ -521,8 +521,8 @@ fn net_buffer(
         rows(&net.w_slow, &mut data);
     }
     let off_fast = data.len() as u32;
-    if let Some(ft) = fast_t {
-        rows(ft, &mut data);
+    if fast_on {
+        rows(&net.w_fast, &mut data);
     }
     let off_d = data.len() as u32;
     // D_t[i][k] = D[k][i]
@@ -652,9 +652,12 @@ impl Engine for GpuEngine {
         }
 
         // nominal weights and the synaptic-event count per presynaptic spike (as CpuEngine)
-        let (fast_t, outdeg) = crate::engine::fast_t_and_outdegree(net);
-        let outdeg: Vec<u64> = outdeg.into_iter().map(u64::from).collect();
+        let outdeg: Vec<u64> = crate::engine::outdegree(net)
+            .into_iter()
+            .map(u64::from)
+            .collect();
         let slow_on = net.w_slow.iter().any(|&w| w != 0.0);
+        let fast_on = net.w_fast.iter().any(|&w| w != 0.0);
 
         // shapes and limits
         let limits = self.ctx.limits().clone();
@@ -669,8 +672,7 @@ impl Engine for GpuEngine {
             )));
         }
         let bind = self.binding_limit();
-        let (net_data, off_fast, off_d, off_wout) =
-            net_buffer(net, &lay, slow_on, fast_t.as_deref());
+        let (net_data, off_fast, off_d, off_wout) = net_buffer(net, &lay, slow_on, fast_on);
         let in_len = n_trials * steps * lay.c_in;
         for (what, b) in [
             ("the shared weights", 16 * net_data.len() as u64),
@@ -752,7 +754,7 @@ impl Engine for GpuEngine {
         let mut flags = 0;
         for (on, f) in [
             (slow_on, F_SLOW),
-            (fast_t.is_some(), F_FAST),
+            (fast_on, F_FAST),
             (job.record.x, F_REC_X),
             (job.record.spikes, F_REC_SPK),
             (job.record.v, F_REC_V),

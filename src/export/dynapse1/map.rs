@@ -288,7 +288,7 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     for post in 0..n {
         if net.params.use_fast {
             for pre in 0..n {
-                let w = net.w_fast[post * n + pre] as f64;
+                let w = net.w_fast[pre * n + post] as f64;
                 if w != 0.0 {
                     cands.push(Cand {
                         pre: Pre::Neuron(pre),
@@ -743,8 +743,8 @@ pub fn placement_index(doc: &Doc, n: usize) -> BTreeMap<u32, (usize, u32, u32)> 
         .collect()
 }
 
-/// Float matrices rebuilt from `doc` (count x unit x sign): (w_fast N x N `[post][pre]` from AMPA
-/// and GABA_A, w_slow N x N `[pre][post]` from NMDA and GABA_B). Neuron sources only; neurons are
+/// Float matrices rebuilt from `doc` (count x unit x sign), both N x N `[pre][post]`: (w_fast from
+/// AMPA and GABA_A, w_slow from NMDA and GABA_B). Neuron sources only; neurons are
 /// indexed by their model index (`NeuronPlacement::index`, which must be < n). Connections with an
 /// unknown neuron or missing unit weight are skipped.
 pub fn effective_weights(doc: &Doc, n: usize) -> (Vec<f32>, Vec<f32>) {
@@ -763,7 +763,7 @@ pub fn effective_weights(doc: &Doc, n: usize) -> (Vec<f32>, Vec<f32>) {
         };
         let w = signed(c.count, unit, c.syn_type) as f32;
         if c.syn_type == SynType::Ampa.code() || c.syn_type == SynType::GabaA.code() {
-            wf[post * n + pre] += w;
+            wf[pre * n + post] += w;
         } else {
             ws[pre * n + post] += w;
         }
@@ -948,8 +948,8 @@ mod tests {
             let want = signed(c.count, unit, c.syn_type) as f32;
             let (i, j) = (pre.index as usize, post.index as usize);
             if c.syn_type == 3 || c.syn_type == 1 {
-                assert_eq!(wf[j * n + i], want);
-                seen_f[j * n + i] = true;
+                assert_eq!(wf[i * n + j], want);
+                seen_f[i * n + j] = true;
             } else {
                 assert_eq!(ws[i * n + j], want);
                 seen_s[i * n + j] = true;

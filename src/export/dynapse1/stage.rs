@@ -285,7 +285,7 @@ pub fn export(
 
     // Re-simulation: float and deployed networks on the same chip draws.
     let spec = spec(cfg, backend);
-    let engine = crate::study::engine_for(backend)?;
+    let engine = backend.engine();
     let mut data = Prepared::new(task.as_ref(), &teacher, &spec);
     // The chip sees every input channel as two non-negative event rates.
     for t in data.test.iter_mut().chain(data.val.iter_mut()) {
