@@ -1,14 +1,14 @@
 // Training of W_slow by the local rule of Network ADS (docs/design.md §2, "Learning rule"): one
 // workgroup per network, K steps per dispatch, W_slow of every network in a storage buffer for
-// the whole training. The CPU twin is `learn::rule::Trainer::step` (with `engine::cpu::step`);
+// the whole training. The CPU twin is `learn::rule::Trainer::step` (with `engine::lif_step::step`);
 // the nominal network (no mismatch, no noise, nothing silenced), so every neuron constant is one
 // scalar. Per step t, in the CPU's order:
 //
 //   A  I = (I_slow + I_fast) + I_fb + P c(t);  V += dt/tau_mem (V_rest - V + (I + b));
 //      I_fast *= e^{-dt/tau_fast};  I_slow *= e^{-dt/tau_slow};  r *= e^{-dt/tau_out}
-//      s = V >= V_th;  V = V_reset, r += 1/tau_out where s     (lif_membrane / lif_fire, shared)
+//      s = V >= V_th;  V = V_reset, r += 1/tau_out where s   (add_input, lif_integrate, lif_fire)
 //      r of this step into the workgroup (rs[t & 1])
-//   B  for each spiking pre j, ascending: I_fast += W_fastᵀ[j][i] / tau_fast, I_slow +=
+//   B  for each spiking pre j, ascending: I_fast += W_fast[j][i] / tau_fast, I_slow +=
 //      W_slow[j][i] / tau_slow;  x~ = x~ e^{-dt/tau_out} + sum_j D[:, j] / tau_out;
 //      e = x(t) - x~ into the workgroup (es)
 //   C  per owned neuron: (F e)_i = sum_k F[i][k] e_k (ascending k);  I_fb = k (F e) (used at t+1)
@@ -17,8 +17,8 @@
 // Invocation `lid` owns neuron quads lid, lid + WG, ... and k-quads likewise. It reads and
 // writes only its own columns of W_slow, so the rank-1 update needs no atomics or barriers;
 // rs and the masks are double-buffered, so two barriers per step suffice.
-// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and lif_step.wgsl (SILENT_TH, mask, xs,
-// lif_membrane, lif_fire, clear_mask, spike_word and the loop check; src/engine/gpu/shaders.rs).
+// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and lif_step.wgsl (the step functions, the
+// masks, x~, the state load/store and the loop check; src/engine/gpu/shaders.rs).
 
 struct LearnJob {
     n: u32,
@@ -59,7 +59,7 @@ struct LearnJob {
 const L_FAST: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> job: LearnJob;
-// Per network (stride net_stride vec4): W_fastᵀ [pre][quad] (when L_FAST), Dᵀ [i][k-quad] at
+// Per network (stride net_stride vec4): W_fast [pre][quad] (when L_FAST), Dᵀ [i][k-quad] at
 // off_d, Fᵀ [k][quad] at off_ft, the input projection P [ch][quad] at off_proj.
 @group(0) @binding(1) var<storage, read> nets: array<vec4<f32>>;
 // Per network [t][ch] (stride steps * c_in).
@@ -77,6 +77,20 @@ const L_FAST: u32 = 1u;
 var<workgroup> rs: array<array<vec4<f32>, NQ>, 2>;
 var<workgroup> es: array<vec4<f32>, NCQ>;
 
+// The input projection for add_input (lif_step.wgsl).
+fn input_proj(i: u32) -> vec4<f32> {
+    return nets[i];
+}
+
+// The nominal network's constants for quad q: one value per field; padding neurons never fire.
+fn nominal_consts(q: u32) -> QuadConsts {
+    let i0 = 4u * q;
+    let pad = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(job.n);
+    let v_th = select(vec4<f32>(job.v_th), vec4<f32>(SILENT_TH), pad);
+    return QuadConsts(vec4<f32>(job.alpha), v_th, vec4<f32>(job.dec_fast), vec4<f32>(job.inv_fast),
+        vec4<f32>(job.dec_slow), vec4<f32>(job.inv_slow), vec4<f32>(job.dec_out), vec4<f32>(job.inv_out));
+}
+
 @compute @workgroup_size(WG)
 fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let g = wid.x;
@@ -86,37 +100,22 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     let ob = g * job.out_stride;
     let wb = g * job.ws_stride;
     let fast_on = (job.flags & L_FAST) != 0u;
-    let alpha = vec4<f32>(job.alpha);
-    let inv_out = vec4<f32>(job.inv_out);
 
-    var v: array<vec4<f32>, QPI>;
-    var i_f: array<vec4<f32>, QPI>;
-    var i_s: array<vec4<f32>, QPI>;
-    var r: array<vec4<f32>, QPI>;
     var i_fb: array<vec4<f32>, QPI>;
     var fe: array<vec4<f32>, QPI>;
-    var vth: array<vec4<f32>, QPI>;
-    var cnt: array<vec4<u32>, QPI>;
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
-        if q >= nq {
-            continue;
+        if q < nq {
+            // the host uploads the trial's initial state; the counts start at 0
+            nrn[m] = load_quad(sb, ob, nq, q);
+            nrn[m].count = select(nrn[m].count, vec4<u32>(0u), job.t_start == 0u);
+            i_fb[m] = state[sb + 4u * nq + q];
         }
-        // the host uploads the trial's initial state; the counts start at 0
-        let nqd = load_quad(sb, ob, nq, q);
-        v[m] = nqd.v;
-        i_f[m] = nqd.i_fast;
-        i_s[m] = nqd.i_slow;
-        r[m] = nqd.r;
-        cnt[m] = select(nqd.count, vec4<u32>(0u), job.t_start == 0u);
-        i_fb[m] = state[sb + 4u * nq + q];
-        let i0 = 4u * q;
-        let pad = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(job.n);
-        vth[m] = select(vec4<f32>(job.v_th), vec4<f32>(SILENT_TH), pad);
     }
     load_xs(lid, sb + 5u * nq, false);
     begin_dispatch(lid);
 
+    // K steps of the trial; s stays in scope for the loop check
     var s = 0u;
     for (; s < job.k_steps; s++) {
         let t = job.t_start + s;
@@ -125,68 +124,50 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
         let in_base = (g * job.steps + t) * job.c_in;
         for (var m = 0u; m < QPI; m++) {
             let q = lid + m * WG;
-            if q >= nq {
-                continue;
+            if q < nq {
+                let c = nominal_consts(q);
+                let base = (nrn[m].i_slow + nrn[m].i_fast) + i_fb[m];
+                let cur = add_input(base, in_base, job.c_in, nb + job.off_proj, nq, q);
+                nrn[m] = lif_fire(q, buf, lif_integrate(nrn[m], cur, c, job.v_rest, job.bias), c, job.v_reset);
+                rs[buf][q] = nrn[m].r;
             }
-            var cur = (i_s[m] + i_f[m]) + i_fb[m];
-            for (var ch = 0u; ch < job.c_in; ch++) {
-                let u = inputs[in_base + ch];
-                if u != 0.0 {
-                    cur = cur + u * nets[nb + job.off_proj + ch * nq + q];
-                }
-            }
-            let vv = lif_membrane(v[m], cur, alpha, job.v_rest, job.bias);
-            i_f[m] = i_f[m] * job.dec_fast;
-            i_s[m] = i_s[m] * job.dec_slow;
-            let fired = lif_fire(q, buf, vv, r[m] * job.dec_out, vth[m], job.v_reset, inv_out);
-            v[m] = fired.v;
-            r[m] = fired.r;
-            cnt[m] = cnt[m] + fired.one;
-            rs[buf][q] = fired.r;
         }
         workgroupBarrier();
         // ---- B: event-driven propagation, readout, error
         clear_mask(lid, buf ^ 1u); // last read in the previous step
-        for (var w = 0u; w < NW; w++) {
-            var bits = spike_word(buf, w);
-            while bits != 0u {
-                let j = w * 32u + firstTrailingBit(bits);
-                bits = bits & (bits - 1u);
-                for (var m = 0u; m < QPI; m++) {
-                    let q = lid + m * WG;
-                    if q >= nq {
-                        continue;
-                    }
+        // per owned quad, the spikes in ascending order (the CPU's order of additions per neuron)
+        for (var m = 0u; m < QPI; m++) {
+            let q = lid + m * WG;
+            if q >= nq {
+                continue;
+            }
+            for (var w = 0u; w < NW; w++) {
+                var bits = spike_word(buf, w);
+                while bits != 0u {
+                    let j = pop_spike(&bits, w);
                     if fast_on {
-                        i_f[m] = i_f[m] + nets[nb + j * nq + q] * job.inv_fast;
+                        nrn[m].i_fast = nrn[m].i_fast + nets[nb + j * nq + q] * job.inv_fast;
                     }
-                    i_s[m] = i_s[m] + wslow[wb + j * nq + q] * job.inv_slow;
+                    nrn[m].i_slow = nrn[m].i_slow + wslow[wb + j * nq + q] * job.inv_slow;
                 }
             }
         }
         for (var m = 0u; m < KPI; m++) {
             let kq = lid + m * WG;
-            if kq >= NCQ {
-                continue;
-            }
-            var x = xs[kq] * job.dec_out;
-            for (var w = 0u; w < NW; w++) {
-                var bits = spike_word(buf, w);
-                while bits != 0u {
-                    let j = w * 32u + firstTrailingBit(bits);
-                    bits = bits & (bits - 1u);
-                    x = x + nets[nb + job.off_d + j * NCQ + kq] * job.inv_out;
+            if kq < NCQ {
+                // x~ = x~ e^{-dt/tau_out} + sum_j D[:, j] / tau_out;  e = x - x~
+                var x = xs[kq] * job.dec_out;
+                for (var w = 0u; w < NW; w++) {
+                    var bits = spike_word(buf, w);
+                    while bits != 0u {
+                        x = x + nets[nb + job.off_d + pop_spike(&bits, w) * NCQ + kq] * job.inv_out;
+                    }
                 }
-            }
-            xs[kq] = x;
-            es[kq] = targets[(g * job.steps + t) * NCQ + kq] - x;
-            for (var l = 0u; l < 4u; l++) {
-                let k = 4u * kq + l;
-                if k < job.nc {
-                    out[ob + 4u * nq + t * job.nc + k] = bitcast<u32>(x[l]);
-                }
+                xs[kq] = x;
+                es[kq] = targets[(g * job.steps + t) * NCQ + kq] - x;
             }
         }
+        record_xs(lid, ob + 4u * nq + t * job.nc, job.nc);
         workgroupBarrier();
         // ---- C: F e, the next feedback current, and the rank-1 update of W_slow
         for (var m = 0u; m < QPI; m++) {
@@ -227,11 +208,11 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
         }
     }
 
-    // persist the state for the next dispatch
+    // persist the state and the feedback current for the next dispatch
+    store_state(lid, sb, ob, nq);
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
         if q < nq {
-            store_quad(sb, ob, nq, q, NeuronQuad(v[m], i_f[m], i_s[m], r[m], cnt[m]));
             state[sb + 4u * nq + q] = i_fb[m];
         }
     }

@@ -1,6 +1,6 @@
 // Ensemble step of the LIF network (Network ADS and kin): one workgroup per (instance, trial)
 // pair, K Euler steps per dispatch, state kept in registers within a dispatch and in storage
-// between dispatches. The CPU twin is `engine::cpu::step`; the step order is the same:
+// between dispatches. The CPU twin is `engine::lif_step::step`; the step order is the same:
 //
 //   A  I = I_slow + I_fast + P c(t) + b                    (P: folded input projection, N x C)
 //      V += dt/tau_mem (V_rest - V + I);  I_fast *= e^{-dt/tau_fast};  I_slow *= e^{-dt/tau_slow}
@@ -61,13 +61,11 @@ const F_REC_SPK: u32 = 8u;
 const F_REC_V: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> job: Job;
-// Shared nominal weights, vec4 rows: W_slow [pre][quad], W_fast_t [pre][quad] at off_fast,
+// Shared nominal weights, vec4 rows: W_slow [pre][quad], W_fast [pre][quad] at off_fast,
 // D_t [i][k-quad] at off_d, W_out_t [o][k-quad] at off_wout.
 @group(0) @binding(1) var<storage, read> net: array<vec4<f32>>;
-// Per instance (stride inst_stride): info0 (index, sigma W_slow, sigma W_fast, sigma D),
-// info1 (noise std, shared tau_out?, e^{-dt/tau_out}, 1/tau_out), then per quad:
-// alpha, V_th, e^{-dt/tau_fast}, 1/tau_fast, e^{-dt/tau_slow}, 1/tau_slow, e^{-dt/tau_out},
-// 1/tau_out (8 x nq), then the input projection [ch][quad] (C x nq).
+// Per instance (stride inst_stride): an InstanceInfo (2 vec4), the QuadConsts as 8 blocks of nq
+// quads (field-major, in the struct's order), then the input projection [ch][quad] (C x nq).
 @group(0) @binding(2) var<storage, read> inst: array<vec4<f32>>;
 // Inputs [trial][t][ch].
 @group(0) @binding(3) var<storage, read> inputs: array<f32>;
@@ -77,22 +75,54 @@ const F_REC_V: u32 = 16u;
 // spike mask words [t][w], V [t][4 nq], the status word (loop_status).
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
+// The head of an instance's block (`instance_block` on the host).
+struct InstanceInfo {
+    index: u32,
+    sigma_w_slow: f32,
+    sigma_w_fast: f32,
+    sigma_d: f32,
+    noise_std: f32,
+    // tau_out is the same for every neuron: x~ is then updated per spike with these two
+    shared_out: bool,
+    decay_out: f32,
+    inv_tau_out: f32,
+}
+
+fn instance_info(ib: u32) -> InstanceInfo {
+    let a = inst[ib];
+    let b = inst[ib + 1u];
+    return InstanceInfo(bitcast<u32>(a.x), a.y, a.z, a.w, b.x, b.y > 0.5, b.z, b.w);
+}
+
+// The constants of quad q from the instance's blocks at pb.
+fn quad_consts(pb: u32, nq: u32, q: u32) -> QuadConsts {
+    let o = pb + q;
+    return QuadConsts(inst[o], inst[o + nq], inst[o + 2u * nq], inst[o + 3u * nq],
+        inst[o + 4u * nq], inst[o + 5u * nq], inst[o + 6u * nq], inst[o + 7u * nq]);
+}
+
+// The input projection for add_input (lif_step.wgsl).
+fn input_proj(i: u32) -> vec4<f32> {
+    return inst[i];
+}
+
+// (1 + sigma z) w with z = normal4(stream, a, b): a mismatched quad of a recurrent matrix.
+fn mismatched(w: vec4<f32>, sigma: f32, index: u32, stream: u32, a: u32, b: u32, key: vec2<u32>) -> vec4<f32> {
+    if sigma == 0.0 {
+        return w;
+    }
+    let z = normal4_from_words(philox(vec4<u32>(index, stream, a, b), key));
+    return (1.0 + sigma * z) * w;
+}
+
 @compute @workgroup_size(WG)
 fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let p = wid.x;
     let g = job.pair_start + p;
     let trial_local = g % job.n_trials;
     let ib = (g / job.n_trials - job.chunk_inst0) * job.inst_stride;
-    let info0 = inst[ib];
-    let info1 = inst[ib + 1u];
-    let index = bitcast<u32>(info0.x);
-    let sig_slow = info0.y;
-    let sig_fast = info0.z;
-    let sig_d = info0.w;
-    let noise_std = info1.x;
-    let shared_out = info1.y > 0.5;
-    let dec_shared = info1.z;
-    let inv_shared = info1.w;
+    let info = instance_info(ib);
+    let index = info.index;
     let nq = job.nq;
     let pb = ib + 2u;
     let sb = p * job.state_stride;
@@ -102,33 +132,20 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     let slow_on = (job.flags & F_SLOW) != 0u;
     let fast_on = (job.flags & F_FAST) != 0u;
 
-    var v: array<vec4<f32>, QPI>;
-    var i_f: array<vec4<f32>, QPI>;
-    var i_s: array<vec4<f32>, QPI>;
-    var r: array<vec4<f32>, QPI>;
-    var cnt: array<vec4<u32>, QPI>;
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
         if q >= nq {
             continue;
         }
-        if job.t_start == 0u {
+        if job.t_start != 0u {
+            nrn[m] = load_quad(sb, ob, nq, q);
+        } else {
             // V_i = V_reset + u (V_th_i - V_reset), u = uniform4(INIT_V, trial, i/4)[i%4]
             let u = uniform4_from_words(philox(vec4<u32>(index, STREAM_INIT_V, trial, q), key));
             let vth = inst[pb + nq + q];
             let v0 = job.v_reset + u * (vth - vec4<f32>(job.v_reset));
-            v[m] = select(v0, vec4<f32>(0.0), vth >= vec4<f32>(SILENT_TH));
-            i_f[m] = vec4<f32>(0.0);
-            i_s[m] = vec4<f32>(0.0);
-            r[m] = vec4<f32>(0.0);
-            cnt[m] = vec4<u32>(0u);
-        } else {
-            let nqd = load_quad(sb, ob, nq, q);
-            v[m] = nqd.v;
-            i_f[m] = nqd.i_fast;
-            i_s[m] = nqd.i_slow;
-            r[m] = nqd.r;
-            cnt[m] = nqd.count;
+            let zero = vec4<f32>(0.0);
+            nrn[m] = NeuronQuad(select(v0, zero, vth >= vec4<f32>(SILENT_TH)), zero, zero, zero, vec4<u32>(0u));
         }
     }
     load_xs(lid, sb + 4u * nq, job.t_start == 0u);
@@ -138,77 +155,56 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     for (; s < job.k_steps; s++) {
         let t = job.t_start + s;
         let buf = t & 1u;
-        // ---- A: integrate and fire
+        // ---- A: integrate and fire (steps 1-5)
         let in_base = (trial_local * job.steps + t) * job.c_in;
         for (var m = 0u; m < QPI; m++) {
             let q = lid + m * WG;
             if q >= nq {
                 continue;
             }
-            var cur = i_s[m] + i_f[m];
-            for (var ch = 0u; ch < job.c_in; ch++) {
-                let u = inputs[in_base + ch];
-                if u != 0.0 {
-                    cur = cur + u * inst[pb + (8u + ch) * nq + q];
-                }
-            }
-            var vv = lif_membrane(v[m], cur, inst[pb + q], job.v_rest, job.bias);
-            i_f[m] = i_f[m] * inst[pb + 2u * nq + q];
-            i_s[m] = i_s[m] * inst[pb + 4u * nq + q];
-            var rr = r[m] * inst[pb + 6u * nq + q];
-            if noise_std > 0.0 {
+            let c = quad_consts(pb, nq, q);
+            let cur = add_input(nrn[m].i_slow + nrn[m].i_fast, in_base, job.c_in, pb + 8u * nq, nq, q);
+            var n = lif_integrate(nrn[m], cur, c, job.v_rest, job.bias);
+            if info.noise_std > 0.0 {
                 let z = normal4_from_words(philox(vec4<u32>(index, STREAM_NOISE, trial, t * nq + q), key));
-                vv = vv + noise_std * z;
+                n.v = n.v + info.noise_std * z;
             }
-            let vth = inst[pb + nq + q];
-            vv = select(vv, vec4<f32>(0.0), vth >= vec4<f32>(SILENT_TH));
-            let fired = lif_fire(q, buf, vv, rr, vth, job.v_reset, inst[pb + 7u * nq + q]);
-            vv = fired.v;
-            rr = fired.r;
-            cnt[m] = cnt[m] + fired.one;
-            v[m] = vv;
-            r[m] = rr;
-            if !shared_out {
-                state[sb + 3u * nq + q] = rr;
+            n.v = select(n.v, vec4<f32>(0.0), c.v_th >= vec4<f32>(SILENT_TH));
+            n = lif_fire(q, buf, n, c, job.v_reset);
+            nrn[m] = n;
+            if !info.shared_out {
+                state[sb + 3u * nq + q] = n.r;
             }
             if (job.flags & F_REC_V) != 0u {
                 let o = ob + job.off_v + t * 4u * nq + 4u * q;
-                out[o] = bitcast<u32>(vv.x);
-                out[o + 1u] = bitcast<u32>(vv.y);
-                out[o + 2u] = bitcast<u32>(vv.z);
-                out[o + 3u] = bitcast<u32>(vv.w);
+                out[o] = bitcast<u32>(n.v.x);
+                out[o + 1u] = bitcast<u32>(n.v.y);
+                out[o + 2u] = bitcast<u32>(n.v.z);
+                out[o + 3u] = bitcast<u32>(n.v.w);
             }
         }
         storageBarrier();
         workgroupBarrier();
-        // ---- B: event-driven propagation and readout
+        // ---- B: event-driven propagation (step 6) and readout (step 7)
         clear_mask(lid, buf ^ 1u); // last read in the previous step
         if slow_on || fast_on {
             for (var w = 0u; w < NW; w++) {
                 var bits = spike_word(buf, w);
                 while bits != 0u {
-                    let j = w * 32u + firstTrailingBit(bits);
-                    bits = bits & (bits - 1u);
+                    let j = pop_spike(&bits, w);
                     for (var m = 0u; m < QPI; m++) {
                         let q = lid + m * WG;
                         if q >= nq {
                             continue;
                         }
+                        // I_slow[i] += W_slow_eff[j][i] / tau_slow_i, I_fast likewise
                         if slow_on {
-                            var ws = net[j * nq + q];
-                            if sig_slow != 0.0 {
-                                let z = normal4_from_words(philox(vec4<u32>(index, STREAM_W_SLOW, j, q), key));
-                                ws = (1.0 + sig_slow * z) * ws;
-                            }
-                            i_s[m] = i_s[m] + ws * inst[pb + 5u * nq + q];
+                            let ws = mismatched(net[j * nq + q], info.sigma_w_slow, index, STREAM_W_SLOW, j, q, key);
+                            nrn[m].i_slow = nrn[m].i_slow + ws * inst[pb + 5u * nq + q];
                         }
                         if fast_on {
-                            var wf = net[job.off_fast + j * nq + q];
-                            if sig_fast != 0.0 {
-                                let z = normal4_from_words(philox(vec4<u32>(index, STREAM_W_FAST, j, q), key));
-                                wf = (1.0 + sig_fast * z) * wf;
-                            }
-                            i_f[m] = i_f[m] + wf * inst[pb + 3u * nq + q];
+                            let wf = mismatched(net[job.off_fast + j * nq + q], info.sigma_w_fast, index, STREAM_W_FAST, j, q, key);
+                            nrn[m].i_fast = nrn[m].i_fast + wf * inst[pb + 3u * nq + q];
                         }
                     }
                 }
@@ -220,14 +216,14 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                 continue;
             }
             let k0 = 4u * kq;
-            if shared_out {
+            let sig_d = info.sigma_d;
+            if info.shared_out {
                 // x~ = x~ e^{-dt/tau_out} + sum_j D_eff[:, j] / tau_out
-                var x = xs[kq] * dec_shared;
+                var x = xs[kq] * info.decay_out;
                 for (var w = 0u; w < NW; w++) {
                     var bits = spike_word(buf, w);
                     while bits != 0u {
-                        let j = w * 32u + firstTrailingBit(bits);
-                        bits = bits & (bits - 1u);
+                        let j = pop_spike(&bits, w);
                         var d = net[job.off_d + j * NCQ + kq];
                         if sig_d != 0.0 {
                             let jq = j / 4u;
@@ -240,7 +236,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                             );
                             d = d * (1.0 + sig_d * z);
                         }
-                        x = x + d * inv_shared;
+                        x = x + d * info.inv_tau_out;
                     }
                 }
                 xs[kq] = x;
@@ -296,19 +292,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             out[ob + job.off_y + t * job.n_out + o] = bitcast<u32>(y);
         }
         if (job.flags & F_REC_X) != 0u {
-            for (var m = 0u; m < KPI; m++) {
-                let kq = lid + m * WG;
-                if kq >= NCQ {
-                    continue;
-                }
-                let x = xs[kq];
-                for (var l = 0u; l < 4u; l++) {
-                    let k = 4u * kq + l;
-                    if k < job.nc {
-                        out[ob + job.off_x + t * job.nc + k] = bitcast<u32>(x[l]);
-                    }
-                }
-            }
+            record_xs(lid, ob + job.off_x + t * job.nc, job.nc);
         }
         if (job.flags & F_REC_SPK) != 0u {
             for (var w = lid; w < NW; w += WG) {
@@ -318,12 +302,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     }
 
     // persist the state for the next dispatch
-    for (var m = 0u; m < QPI; m++) {
-        let q = lid + m * WG;
-        if q < nq {
-            store_quad(sb, ob, nq, q, NeuronQuad(v[m], i_f[m], i_s[m], r[m], cnt[m]));
-        }
-    }
+    store_state(lid, sb, ob, nq);
     store_xs(lid, sb + 4u * nq);
     end_dispatch(lid, ob + job.off_status, job.probe, s, job.t_start);
 }

@@ -1,8 +1,9 @@
 // The LIF step shared by the ensemble kernel (lif_ensemble.wgsl) and the learning kernel
 // (learn.wgsl), both compiled with this file prepended (src/engine/gpu/shaders.rs). It uses the
-// host's constants WG, NW and NCQ and the storage arrays `state` (vec4) and `out` (u32) that
-// both kernels declare alike; it binds nothing itself. The CPU twin is `engine::cpu::step`; names
-// follow it.
+// host's constants WG, QPI, KPI, NW and NCQ, the storage arrays `inputs` (f32), `state` (vec4)
+// and `out` (u32) that both kernels declare alike, and the kernel's `input_proj(i)` (vec4 i of
+// its buffer holding the input projection); it binds nothing itself. The CPU twin is
+// `engine::lif_step::step` (step numbers below are its, docs/design.md §2); names follow it.
 
 // V_th of silenced and padding neurons (f32::MAX on the host): never spike, held at 0.
 const SILENT_TH: f32 = 3.0e38;
@@ -11,27 +12,70 @@ const SILENT_TH: f32 = 3.0e38;
 var<workgroup> mask: array<array<atomic<u32>, NW>, 2>;
 var<workgroup> xs: array<vec4<f32>, NCQ>;
 
-// Step 2 of `engine::cpu::step` for one quad: V += dt/tau_mem (V_rest - V + (I + b)).
-fn lif_membrane(v: vec4<f32>, cur: vec4<f32>, alpha: vec4<f32>, v_rest: f32, bias: f32) -> vec4<f32> {
-    return v + alpha * ((vec4<f32>(v_rest) - v) + (cur + bias));
+// The per-neuron constants of one quad (twin of `NeuronConsts`' per-neuron vectors, same names):
+// alpha = dt/tau_mem, V_th, and e^{-dt/tau}, 1/tau of the fast and slow synapses and the readout.
+struct QuadConsts {
+    alpha: vec4<f32>,
+    v_th: vec4<f32>,
+    decay_fast: vec4<f32>,
+    inv_tau_fast: vec4<f32>,
+    decay_slow: vec4<f32>,
+    inv_tau_slow: vec4<f32>,
+    decay_out: vec4<f32>,
+    inv_tau_out: vec4<f32>,
 }
 
-struct Fired {
+// The dynamic state of one quad (twin of `State`'s per-neuron vectors) and its spike counts.
+struct NeuronQuad {
     v: vec4<f32>,
+    i_fast: vec4<f32>,
+    i_slow: vec4<f32>,
     r: vec4<f32>,
-    // 1 where the neuron spiked
-    one: vec4<u32>,
+    count: vec4<u32>,
 }
 
-// Step 5 for quad q: s = V >= V_th; V = V_reset, r += 1/tau_out where s; spike bits into mask[buf].
-fn lif_fire(q: u32, buf: u32, vv: vec4<f32>, rr: vec4<f32>, vth: vec4<f32>, v_reset: f32, inv_out: vec4<f32>) -> Fired {
-    let spk = vv >= vth;
+// The quads this invocation owns (lid, lid + WG, ...), held in registers within a dispatch.
+var<private> nrn: array<NeuronQuad, QPI>;
+
+// Step 1's input term for quad q: cur + sum_ch c_ch(t) P[ch][q], with c(t) = inputs[in_base..]
+// and P [ch][quad] from vec4 p0 of the kernel's projection buffer; silent channels skipped.
+fn add_input(cur: vec4<f32>, in_base: u32, c_in: u32, p0: u32, nq: u32, q: u32) -> vec4<f32> {
+    var c = cur;
+    for (var ch = 0u; ch < c_in; ch++) {
+        let u = inputs[in_base + ch];
+        if u != 0.0 {
+            c = c + u * input_proj(p0 + ch * nq + q);
+        }
+    }
+    return c;
+}
+
+// Step 2 for one quad: V += dt/tau_mem (V_rest - V + (I + b)); I_fast, I_slow and r decay.
+fn lif_integrate(n: NeuronQuad, cur: vec4<f32>, c: QuadConsts, v_rest: f32, bias: f32) -> NeuronQuad {
+    let v = n.v + c.alpha * ((vec4<f32>(v_rest) - n.v) + (cur + bias));
+    return NeuronQuad(v, n.i_fast * c.decay_fast, n.i_slow * c.decay_slow, n.r * c.decay_out, n.count);
+}
+
+// Step 5 for quad q: s = V >= V_th; V = V_reset, r += 1/tau_out, count += 1 where s; the spike
+// bits into mask[buf].
+fn lif_fire(q: u32, buf: u32, n: NeuronQuad, c: QuadConsts, v_reset: f32) -> NeuronQuad {
+    let spk = n.v >= c.v_th;
     let one = select(vec4<u32>(0u), vec4<u32>(1u), spk);
     let bits = one.x | (one.y << 1u) | (one.z << 2u) | (one.w << 3u);
     if bits != 0u {
         atomicOr(&mask[buf][q / 8u], bits << ((q % 8u) * 4u));
     }
-    return Fired(select(vv, vec4<f32>(v_reset), spk), rr + select(vec4<f32>(0.0), inv_out, spk), one);
+    let v = select(n.v, vec4<f32>(v_reset), spk);
+    let r = n.r + select(vec4<f32>(0.0), c.inv_tau_out, spk);
+    return NeuronQuad(v, n.i_fast, n.i_slow, r, n.count + one);
+}
+
+// Step 6's walk over the spikes of one mask word: removes the lowest set bit of `bits` (a copy of
+// spike_word(buf, w)) and returns its neuron, so the spikes come out ascending.
+fn pop_spike(bits: ptr<function, u32>, w: u32) -> u32 {
+    let j = w * 32u + firstTrailingBit(*bits);
+    *bits = *bits & (*bits - 1u);
+    return j;
 }
 
 // Zeroes mask[b] (all invocations of the workgroup together).
@@ -85,14 +129,6 @@ fn loop_status(prev: u32, first_dispatch: bool, t_start: u32, cut: u32) -> u32 {
 // ---- The state between dispatches. Both kernels keep, per pair or network, V, I_fast, I_slow
 // and r as blocks of nq quads from `sb` in `state` (then kernel-specific blocks), x~ from `xb`,
 // and the spike counts as u32 words 4q.. from `ob` in `out`.
-struct NeuronQuad {
-    v: vec4<f32>,
-    i_fast: vec4<f32>,
-    i_slow: vec4<f32>,
-    r: vec4<f32>,
-    count: vec4<u32>,
-}
-
 fn load_quad(sb: u32, ob: u32, nq: u32, q: u32) -> NeuronQuad {
     let c0 = ob + 4u * q;
     return NeuronQuad(
@@ -114,6 +150,33 @@ fn store_quad(sb: u32, ob: u32, nq: u32, q: u32, n: NeuronQuad) {
     out[c0 + 1u] = n.count.y;
     out[c0 + 2u] = n.count.z;
     out[c0 + 3u] = n.count.w;
+}
+
+// Every owned quad into `state` and `out` (the end of a dispatch).
+fn store_state(lid: u32, sb: u32, ob: u32, nq: u32) {
+    for (var m = 0u; m < QPI; m++) {
+        let q = lid + m * WG;
+        if q < nq {
+            store_quad(sb, ob, nq, q, nrn[m]);
+        }
+    }
+}
+
+// x~ of the owned k-quads into out[o0 + k] (f32 bits): the record of one step.
+fn record_xs(lid: u32, o0: u32, nc: u32) {
+    for (var m = 0u; m < KPI; m++) {
+        let kq = lid + m * WG;
+        if kq >= NCQ {
+            continue;
+        }
+        let x = xs[kq];
+        for (var l = 0u; l < 4u; l++) {
+            let k = 4u * kq + l;
+            if k < nc {
+                out[o0 + k] = bitcast<u32>(x[l]);
+            }
+        }
+    }
 }
 
 // x~ of this invocation's k-quads from `xb` (zero when `fresh`), before the first barrier.

@@ -145,12 +145,16 @@ impl Dims {
         );
         let dispatch::SharedLoops { cost, spike_walk } =
             dispatch::shared_loops(&shape, n, self.c_in as u64);
-        let decode = trips(kpi) + kpi * (spike_walk + trips(4));
+        // propagation: per owned quad, a walk over the spikes
+        let propagate = trips(qpi) + qpi * spike_walk;
+        let decode = trips(kpi) + kpi * spike_walk;
+        let record = trips(kpi) + kpi * trips(4);
         let feedback = trips(qpi) + qpi * (trips(ncq) + ncq * trips(4));
         let update = trips(n) + n * trips(qpi);
         LoopCost {
-            per_dispatch: cost.per_dispatch,
-            per_step: cost.per_step + decode + feedback + update,
+            // + persisting I_fb
+            per_dispatch: cost.per_dispatch + trips(qpi),
+            per_step: cost.per_step + propagate + decode + record + feedback + update,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! W_slow += eta r (F e)ᵀ           dW[pre][post] = eta r_pre (F e)_post, diagonal kept 0
 //! ```
 //!
-//! The network step is [`crate::engine::cpu::step`] (the same function the engine runs); the
+//! The network step is [`crate::engine::lif_step::step`] (the same function the engine runs); the
 //! trainer adds the feedback current and the update. The initial V of trial `j` is drawn like a
 //! chip instance's, with instance word [`TRAIN_INSTANCE`]: `uniform4(seed, TRAIN_INSTANCE,
 //! INIT_V, j, i/4)[i%4]`.

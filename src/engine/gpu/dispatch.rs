@@ -85,10 +85,10 @@ pub fn trips(n: u64) -> u64 {
 /// The loops both kernels share (`lif_step.wgsl` and the step skeleton), for `shape` with N
 /// neurons and C input channels, every neuron spiking at every step: the per-dispatch cost
 /// (loading and persisting the state, clearing both masks, the time loop's last test), and per
-/// step the time loop itself, integrate-and-fire over the quads and inputs, clearing a mask and
-/// the event-driven propagation; with `spike_walk`, one walk over the spike masks
-/// (`for w < NW { while bits != 0 }`: one trip per spike, N spikes in all), which the kernels'
-/// own x~ updates repeat.
+/// step the time loop itself, integrate-and-fire over the quads and inputs and clearing a mask;
+/// with `spike_walk`, one walk over the spike masks (`for w < NW { while bits != 0 }`: one trip
+/// per spike, N spikes in all), which each kernel's propagation and x~ update make in its own
+/// nesting.
 pub struct SharedLoops {
     pub cost: LoopCost,
     pub spike_walk: u64,
@@ -104,11 +104,10 @@ pub fn shared_loops(shape: &super::shaders::Shape, n: u64, c: u64) -> SharedLoop
     let words = trips(nw.div_ceil(wg));
     let spike_walk = trips(nw) + nw + n;
     let integrate = trips(qpi) + qpi * trips(c);
-    let propagate = spike_walk + n * trips(qpi);
     SharedLoops {
         cost: LoopCost {
             per_dispatch: 2 * trips(qpi) + 2 * trips(kpi) + 2 * words + 1,
-            per_step: 1 + integrate + words + propagate,
+            per_step: 1 + integrate + words,
         },
         spike_walk,
     }

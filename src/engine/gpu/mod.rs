@@ -1,5 +1,5 @@
 //! The GPU ensemble engine (wgpu + WGSL, docs/design.md §6). [`GpuEngine`] computes the same function
-//! as [`crate::engine::CpuEngine`] (its CPU twin is [`crate::engine::cpu::step`]); the shader is
+//! as [`crate::engine::CpuEngine`] (its CPU twin is [`crate::engine::lif_step::step`]); the shader is
 //! `shaders/lif_ensemble.wgsl`, the random numbers `shaders/rng.wgsl` (twin of
 //! [`crate::chip::rng`]).
 //!
@@ -13,9 +13,10 @@
 //! # Buffers (all `vec4<f32>` unless noted; nq = ceil(N/4), ncq = ceil(Nc/4), nw = ceil(N/32))
 //! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fast `[pre][nq]` (only when W_fast is
 //!   nonzero), Dᵀ `[i][ncq]`, W_outᵀ `[o][ncq]` — the nominal (quantised) weights.
-//! * `inst` (per instance of the chunk, `2 + (8 + C) nq` vec4): instance index and sigmas, noise
-//!   std and the shared readout decay; per quad alpha, V_th, decay/inverse of tau_fast, tau_slow,
-//!   tau_out; the folded input projection `[ch][nq]`. Drawn on the host with `Instance::draw`
+//! * `inst` (per instance of the chunk, `2 + (8 + C) nq` vec4): the WGSL `InstanceInfo` (index,
+//!   sigmas, noise std, the shared readout decay), the `QuadConsts` (alpha, V_th, decay and
+//!   inverse of tau_fast, tau_slow, tau_out) as 8 blocks of nq quads, the folded input projection
+//!   `[ch][nq]`. Drawn on the host with `Instance::draw`
 //!   (so identical to the CPU); no N x N or Nc x N data per instance: the W_slow, W_fast and D
 //!   mismatch factors are regenerated in the shader from Philox.
 //! * `inputs` (f32, `[trial][t][ch]`), shared by all instances.
@@ -192,6 +193,8 @@ fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
     // counted with the propagation even when W_slow and W_fast are zero (an upper bound)
     let dispatch::SharedLoops { cost, spike_walk } =
         dispatch::shared_loops(shape, n, lay.c_in as u64);
+    // propagation: per spike, over the owned quads
+    let propagate = spike_walk + n * trips(shape.qpi as u64);
     // x~: per spike with a shared tau_out, dense over the quads otherwise (the larger)
     let decode = trips(kpi) + kpi * spike_walk.max(trips(nq) + nq * trips(4));
     let outs = (lay.n_out as u64).div_ceil(wg);
@@ -209,7 +212,7 @@ fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
     };
     LoopCost {
         per_dispatch: cost.per_dispatch,
-        per_step: cost.per_step + decode + readout + rec_x + rec_spk,
+        per_step: cost.per_step + propagate + decode + readout + rec_x + rec_spk,
     }
 }
 
@@ -554,7 +557,9 @@ fn net_buffer(
     (data, off_fast, off_d, off_wout)
 }
 
-/// One instance's block of the `inst` buffer.
+/// One instance's block of the `inst` buffer: `InstanceInfo` (2 vec4), the `QuadConsts` fields
+/// as blocks of nq quads in the struct's order, the input projection `[ch][quad]` (the structs
+/// are in `shaders/lif_ensemble.wgsl` and `shaders/lif_step.wgsl`).
 fn instance_block(net: &crate::snn::Network, inst: &Instance, lay: &Layout, out: &mut [[f32; 4]]) {
     let c = NeuronConsts::from_instance(net, inst);
     let (n, nq) = (lay.n, lay.nq);
@@ -574,6 +579,7 @@ fn instance_block(net: &crate::snn::Network, inst: &Instance, lay: &Layout, out:
         .iter()
         .map(|&v| if v.is_finite() { v } else { f32::MAX })
         .collect();
+    // QuadConsts, field by field; padding neurons never fire (V_th = f32::MAX = SILENT_TH)
     let params: [(&[f32], f32); 8] = [
         (&c.alpha, 0.0),
         (&v_th, f32::MAX),

@@ -5,7 +5,7 @@
 
 /// Philox4x32-10 and the normal / uniform draws (twin of `chip::rng`).
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
-/// The LIF step shared by both kernels (twin of `engine::cpu::step`) and the loop check.
+/// The LIF step shared by both kernels (twin of `engine::lif_step::step`) and the loop check.
 pub const LIF_STEP: &str = include_str!("../../../shaders/lif_step.wgsl");
 /// The ensemble kernel.
 pub const ENSEMBLE: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
