@@ -692,27 +692,26 @@ impl GpuTrainer {
             steps,
         );
         self.k_steps = k_plan;
-        let mut t = 0usize;
-        while t < steps {
-            let kst = k_plan.min(steps - t);
-            uni.t_start = t as u32;
-            uni.k_steps = kst as u32;
-            let groups: Vec<(&wgpu::BindGroup, u32)> = self
-                .chunks
-                .iter()
-                .filter_map(|ch| ch.io.as_ref().map(|io| (&io.bind_group, ch.count as u32)))
-                .collect();
-            self.ctx.dispatch(
-                "learn dispatch",
-                &self.uni,
-                bytemuck::bytes_of(&uni),
-                &self.pipe,
-                &groups,
-                WAIT,
-            )?;
-            self.dispatches += 1;
-            t += kst;
-        }
+        let groups: Vec<(&wgpu::BindGroup, u32)> = self
+            .chunks
+            .iter()
+            .filter_map(|ch| ch.io.as_ref().map(|io| (&io.bind_group, ch.count as u32)))
+            .collect();
+        self.dispatches += dispatch::run_steps(
+            &self.ctx,
+            "learn dispatch",
+            &self.uni,
+            &self.pipe,
+            &groups,
+            steps,
+            k_plan,
+            WAIT,
+            |t_start, k| {
+                uni.t_start = t_start;
+                uni.k_steps = k;
+                bytemuck::bytes_of(&uni).to_vec()
+            },
+        )?;
 
         // read back spike counts and x~, statistics as the CPU trainer computes them
         let secs = steps as f32 * self.params.dt_s();

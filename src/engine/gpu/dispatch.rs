@@ -21,6 +21,7 @@
 //! adapter with a limit this module does not know about gives an error, not wrong numbers.
 
 use super::GpuContext;
+use crate::engine::EngineError;
 
 /// Loop iterations llvmpipe allows one shader invocation (`LP_MAX_TGSI_LOOP_ITERATIONS`).
 pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
@@ -145,6 +146,40 @@ pub fn cut_short_error(ctx: &GpuContext, shader: &str, status: u32, k: usize) ->
         a.backend,
         status.saturating_sub(1)
     )
+}
+
+/// The dispatch loop both kernels run: `steps` steps from step 0 as dispatches of at most `k`
+/// steps each, in order; `uniform(t_start, k)` gives each dispatch's uniform block, written into
+/// `uni` before it runs `pipe` over `groups`. Returns the number of dispatches.
+#[allow(clippy::too_many_arguments)]
+pub fn run_steps(
+    ctx: &GpuContext,
+    what: &str,
+    uni: &wgpu::Buffer,
+    pipe: &wgpu::ComputePipeline,
+    groups: &[(&wgpu::BindGroup, u32)],
+    steps: usize,
+    k: usize,
+    timeout: std::time::Duration,
+    mut uniform: impl FnMut(u32, u32) -> Vec<u8>,
+) -> Result<usize, EngineError> {
+    let k = k.max(1);
+    let mut dispatches = 0;
+    let mut t = 0usize;
+    while t < steps {
+        let kst = k.min(steps - t);
+        ctx.dispatch(
+            what,
+            uni,
+            &uniform(t as u32, kst as u32),
+            pipe,
+            groups,
+            timeout,
+        )?;
+        dispatches += 1;
+        t += kst;
+    }
+    Ok(dispatches)
 }
 
 #[cfg(test)]
