@@ -234,8 +234,50 @@ fn frob_rel(eff: &[f64], w: &[f64]) -> f64 {
     }
 }
 
-/// Map `net` onto the board. See the module documentation for every convention.
+/// (chip, core, neuron) of each model neuron.
+type Slots = [(u32, u32, u32)];
+/// A unit weight's key: (chip, core, synapse type).
+type UnitKey = (u32, u32, SynType);
+
+/// Map `net` onto the board. See the module documentation for every convention. One pass per
+/// step: candidates, units, input scales, counts, fan-in, fan-out, aliasing, then the document
+/// (inputs, connections, placement, biases, readout) and the report.
 pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError> {
+    check_options(opts)?;
+    let n = net.n;
+    // Virtual (rectified) input channels: two per model channel.
+    let c = 2 * net.n_in;
+    check_fits(net, c)?;
+    let slots = place(n, c);
+
+    let p = rectified_projection(&net.input_projection(), n, net.n_in);
+    let mut cands = candidates(net, &p, c);
+    let total_mass: f64 = cands.iter().map(|k| k.w.abs()).sum();
+    let units = unit_weights(&cands, &slots, opts);
+    let input_scale = input_scales(&cands, &slots, &units, opts);
+    assign_counts(&mut cands, &slots, &units, &input_scale, opts);
+    let mut dropped = vec![0.0f64; n];
+    let mut kept = fan_in(cands, n, opts, &mut dropped);
+    fan_out(&mut kept, &slots, &mut dropped);
+    aliasing(&mut kept, &slots, &mut dropped);
+
+    let mut doc = Doc::new();
+    doc.board.cam_budget_per_neuron = opts.cam_budget;
+    let input_index = inputs(&mut doc, &kept, &slots, &input_scale);
+    let fan_in = connections(&mut doc, kept, &slots, &input_index, n);
+    placement(&mut doc, &slots);
+    let (cores_used, scale, notes) = biases(&mut doc, net, &slots, &units, opts)?;
+    doc.outputs = readout(net, &slots);
+    conventions(&mut doc);
+
+    let report = report(
+        net, &doc, &p, c, &fan_in, cores_used, total_mass, dropped, &notes,
+    );
+    quantisation_notes(&mut doc, &report, opts, scale, notes);
+    Ok(Mapped { doc, report })
+}
+
+fn check_options(opts: &MapOptions) -> Result<(), MapError> {
     if ![opts.cam_budget, opts.max_count, opts.input_max_count]
         .iter()
         .all(|v| (1..=64).contains(v))
@@ -260,85 +302,82 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     if !(opts.max_unit_current_a.is_finite() && opts.max_unit_current_a > 0.0) {
         return Err(MapError::Options("max_unit_current_a must be > 0".into()));
     }
-    let n = net.n;
-    // Virtual (rectified) input channels: two per model channel.
-    let c = 2 * net.n_in;
+    Ok(())
+}
+
+/// The network fits the board with `c` virtual input channels, and its matrices their shapes.
+fn check_fits(net: &Network, c: usize) -> Result<(), MapError> {
     if c > (SLOTS_PER_CHIP - 2) as usize {
         return Err(MapError::TooManyInputs(net.n_in));
     }
     let cap = capacity(c);
-    if n > cap {
+    if net.n > cap {
         return Err(MapError::TooLarge {
-            neurons: n,
+            neurons: net.n,
             capacity: cap,
         });
     }
     net.validate_shapes()
-        .map_err(|e| MapError::Shape(e.to_string()))?;
+        .map_err(|e| MapError::Shape(e.to_string()))
+}
 
-    let slots = place(n, c);
-    let chip_core = |i: usize| (slots[i].0, slots[i].1);
-    let gid = |i: usize| global_id(slots[i].0, slots[i].1, slots[i].2);
-
-    // Candidates (every nonzero trained weight).
-    let p = rectified_projection(&net.input_projection(), n, net.n_in);
+/// Every nonzero trained weight, per post neuron: W_fast (when used), W_slow, then the rectified
+/// input projection `p` (N x c).
+fn candidates(net: &Network, p: &[f32], c: usize) -> Vec<Cand> {
+    let n = net.n;
     let mut cands: Vec<Cand> = Vec::new();
-    let mut total_mass = 0.0f64;
-    let mut dropped = vec![0.0f64; n];
+    let mut push = |pre: Pre, post: usize, w: f64, ty: fn(f64) -> SynType| {
+        if w != 0.0 {
+            cands.push(Cand {
+                pre,
+                post,
+                ty: ty(w),
+                w,
+                count: 0,
+            });
+        }
+    };
     for post in 0..n {
         if net.params.use_fast {
             for pre in 0..n {
-                let w = net.w_fast[pre * n + post] as f64;
-                if w != 0.0 {
-                    cands.push(Cand {
-                        pre: Pre::Neuron(pre),
-                        post,
-                        ty: fast_type(w),
-                        w,
-                        count: 0,
-                    });
-                }
+                push(
+                    Pre::Neuron(pre),
+                    post,
+                    net.w_fast[pre * n + post] as f64,
+                    fast_type,
+                );
             }
         }
         for pre in 0..n {
-            let w = net.w_slow[pre * n + post] as f64;
-            if w != 0.0 {
-                cands.push(Cand {
-                    pre: Pre::Neuron(pre),
-                    post,
-                    ty: slow_type(w),
-                    w,
-                    count: 0,
-                });
-            }
+            push(
+                Pre::Neuron(pre),
+                post,
+                net.w_slow[pre * n + post] as f64,
+                slow_type,
+            );
         }
         for ch in 0..c {
-            let w = p[post * c + ch] as f64;
-            if w != 0.0 {
-                cands.push(Cand {
-                    pre: Pre::Input(ch),
-                    post,
-                    ty: fast_type(w),
-                    w,
-                    count: 0,
-                });
-            }
+            push(Pre::Input(ch), post, p[post * c + ch] as f64, fast_type);
         }
     }
-    total_mass += cands.iter().map(|k| k.w.abs()).sum::<f64>();
+    cands
+}
 
-    // Unit weight per (chip, core, type) = quantile of |w| / max_count, over the recurrent
-    // weights of that type into that core (over the inputs where it has none).
-    let quantile_unit = |mut v: Vec<f64>, max_count: u32| -> f64 {
-        v.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least a fraction q of the values <= it.
-        let rank = ((opts.unit_quantile * v.len() as f64).ceil() as usize).clamp(1, v.len());
-        v[rank - 1] / max_count as f64
-    };
-    let mut rec_mags: BTreeMap<(u32, u32, SynType), Vec<f64>> = BTreeMap::new();
-    let mut in_mags: BTreeMap<(u32, u32, SynType), Vec<f64>> = BTreeMap::new();
-    for k in &cands {
-        let (chip, core) = chip_core(k.post);
+/// `quantile(v, q) / max_count`, the quantile by nearest rank: the smallest value with at least
+/// a fraction q of the values <= it.
+fn quantile_unit(mut v: Vec<f64>, q: f64, max_count: u32) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1] / max_count as f64
+}
+
+/// Unit weight per (chip, core, type) = quantile of |w| / max_count, over the recurrent weights
+/// of that type into that core (over the inputs where it has none).
+fn unit_weights(cands: &[Cand], slots: &Slots, opts: &MapOptions) -> BTreeMap<UnitKey, f64> {
+    let mut rec_mags: BTreeMap<UnitKey, Vec<f64>> = BTreeMap::new();
+    let mut in_mags: BTreeMap<UnitKey, Vec<f64>> = BTreeMap::new();
+    for k in cands {
+        let (chip, core, _) = slots[k.post];
         let m = match k.pre {
             Pre::Neuron(_) => &mut rec_mags,
             Pre::Input(_) => &mut in_mags,
@@ -348,31 +387,55 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     for (key, v) in in_mags {
         rec_mags.entry(key).or_insert(v);
     }
-    let units: BTreeMap<(u32, u32, SynType), f64> = rec_mags
+    rec_mags
         .into_iter()
-        .map(|(key, v)| (key, r9(quantile_unit(v, opts.max_count))))
-        .collect();
-    // Input scale per (channel, chip): the same quantile rule on |w| / unit, so the inputs use
-    // the counts 1..max_count whatever the recurrent units are.
+        .map(|(key, v)| {
+            (
+                key,
+                r9(quantile_unit(v, opts.unit_quantile, opts.max_count)),
+            )
+        })
+        .collect()
+}
+
+/// Input scale per (channel, chip): the same quantile rule on |w| / unit, so the inputs use the
+/// counts 1..input_max_count whatever the recurrent units are.
+fn input_scales(
+    cands: &[Cand],
+    slots: &Slots,
+    units: &BTreeMap<UnitKey, f64>,
+    opts: &MapOptions,
+) -> BTreeMap<(usize, u32), f64> {
     let mut in_ratio: BTreeMap<(usize, u32), Vec<f64>> = BTreeMap::new();
-    for k in &cands {
+    for k in cands {
         if let Pre::Input(ch) = k.pre {
-            let (chip, core) = chip_core(k.post);
+            let (chip, core, _) = slots[k.post];
             in_ratio
                 .entry((ch, chip))
                 .or_default()
                 .push(k.w.abs() / units[&(chip, core, k.ty)]);
         }
     }
-    let input_scale: BTreeMap<(usize, u32), f64> = in_ratio
+    in_ratio
         .into_iter()
         .map(|(key, v)| {
-            let s = quantile_unit(v, opts.input_max_count).max(f64::MIN_POSITIVE);
+            let s =
+                quantile_unit(v, opts.unit_quantile, opts.input_max_count).max(f64::MIN_POSITIVE);
             (key, r9(s))
         })
-        .collect();
+        .collect()
+}
+
+/// count = min(round(|w| / unit), cap) of every candidate (unit x scale for inputs).
+fn assign_counts(
+    cands: &mut [Cand],
+    slots: &Slots,
+    units: &BTreeMap<UnitKey, f64>,
+    input_scale: &BTreeMap<(usize, u32), f64>,
+    opts: &MapOptions,
+) {
     for k in cands.iter_mut() {
-        let (chip, core) = chip_core(k.post);
+        let (chip, core, _) = slots[k.post];
         let (unit, cap) = match k.pre {
             Pre::Input(ch) => (
                 units[&(chip, core, k.ty)] * input_scale[&(ch, chip)],
@@ -382,9 +445,12 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         };
         k.count = ((k.w.abs() / unit).round() as u32).min(cap);
     }
+}
 
-    // Fan-in: per post, W_fast first within `fast_cams`, then everything left by decreasing |w|
-    // within the CAM budget (a candidate that does not fit is pruned, smaller ones may still fit).
+/// Fan-in: per post, W_fast first within `fast_cams`, then everything left by decreasing |w|
+/// within the CAM budget (a candidate that does not fit is pruned, smaller ones may still fit).
+/// Candidates with count 0 and pruned ones add their |w| to `dropped[post]`.
+fn fan_in(cands: Vec<Cand>, n: usize, opts: &MapOptions, dropped: &mut [f64]) -> Vec<Cand> {
     let mut by_post: Vec<Vec<Cand>> = vec![Vec::new(); n];
     for k in cands {
         if k.count == 0 {
@@ -420,10 +486,13 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             }
         }
     }
+    kept
+}
 
-    // Fan-out: at most 3 target chips per source neuron.
+/// Fan-out: at most 3 target chips per source neuron; the chips with the least kept |w| mass go.
+fn fan_out(kept: &mut Vec<Cand>, slots: &Slots, dropped: &mut [f64]) {
     let mut chip_mass: BTreeMap<usize, BTreeMap<u32, f64>> = BTreeMap::new();
-    for k in &kept {
+    for k in kept.iter() {
         if let Pre::Neuron(pre) = k.pre {
             *chip_mass
                 .entry(pre)
@@ -449,11 +518,13 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         }
         _ => true,
     });
+}
 
-    // Aliasing: within one target core, a (core, neuron) tag may come from one chip only; keep the
-    // source chip with the largest kept |w| mass into that core, drop the others.
+/// Aliasing: within one target core, a (core, neuron) tag may come from one chip only; keep the
+/// source chip with the largest kept |w| mass into that core, drop the others.
+fn aliasing(kept: &mut Vec<Cand>, slots: &Slots, dropped: &mut [f64]) {
     let mut tag_mass: BTreeMap<(u32, u32, u32, u32), BTreeMap<u32, f64>> = BTreeMap::new();
-    for k in &kept {
+    for k in kept.iter() {
         if let Pre::Neuron(pre) = k.pre {
             let (pc, pk, pn) = slots[pre];
             let (tc, tk, _) = slots[k.post];
@@ -488,16 +559,22 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         }
         _ => true,
     });
+}
 
-    // Inputs: one virtual neuron per (channel, chip) with kept connections.
+/// Inputs: one virtual neuron per (channel, chip) with kept connections, into `doc.inputs`;
+/// returns each one's index there.
+fn inputs(
+    doc: &mut Doc,
+    kept: &[Cand],
+    slots: &Slots,
+    input_scale: &BTreeMap<(usize, u32), f64>,
+) -> BTreeMap<(usize, u32), u32> {
     let mut input_masks: BTreeMap<(usize, u32), u32> = BTreeMap::new();
-    for k in &kept {
+    for k in kept {
         if let Pre::Input(ch) = k.pre {
             *input_masks.entry((ch, slots[k.post].0)).or_default() |= 1 << slots[k.post].1;
         }
     }
-    let mut doc = Doc::new();
-    doc.board.cam_budget_per_neuron = opts.cam_budget;
     let mut input_index: BTreeMap<(usize, u32), u32> = BTreeMap::new();
     for (&(ch, chip), &mask) in &input_masks {
         let s = input_slot(ch);
@@ -516,8 +593,19 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             scale: input_scale[&(ch, chip)],
         });
     }
+    input_index
+}
 
-    // Connections, in (post, pre, type) order; each (pre, post, type) appears once by construction.
+/// Connections, in (post, pre, type) order; each (pre, post, type) appears once by
+/// construction. Returns the CAM entries used per neuron.
+fn connections(
+    doc: &mut Doc,
+    mut kept: Vec<Cand>,
+    slots: &Slots,
+    input_index: &BTreeMap<(usize, u32), u32>,
+    n: usize,
+) -> Vec<u32> {
+    let gid = |i: usize| global_id(slots[i].0, slots[i].1, slots[i].2);
     kept.sort_by_key(|k| (k.post, k.pre, k.ty.code()));
     let mut fan_in = vec![0u32; n];
     for k in &kept {
@@ -534,8 +622,11 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             trained_weight: Some(r9(k.w)),
         });
     }
+    fan_in
+}
 
-    // Placement.
+/// Placement: model neuron i at `slots[i]`.
+fn placement(doc: &mut Doc, slots: &Slots) {
     for (i, &(chip, core, neuron)) in slots.iter().enumerate() {
         doc.neurons.push(NeuronPlacement {
             index: i as u32,
@@ -548,8 +639,17 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             intended: BTreeMap::new(),
         });
     }
+}
 
-    // Biases for every used core.
+/// Biases for every used core, and the unit weights into `doc.quantisation`. Returns the
+/// number of cores used, the current per unit weight (A) and notes on clamped currents.
+fn biases(
+    doc: &mut Doc,
+    net: &Network,
+    slots: &Slots,
+    units: &BTreeMap<UnitKey, f64>,
+    opts: &MapOptions,
+) -> Result<(usize, f64, Vec<String>), MapError> {
     let used_cores: BTreeSet<(u32, u32)> = slots.iter().map(|s| (s.0, s.1)).collect();
     let max_unit = units.values().copied().fold(0.0f64, f64::max);
     let scale = if max_unit > 0.0 {
@@ -613,11 +713,17 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             intended,
         });
     }
+    Ok((used_cores.len(), scale, notes))
+}
 
-    // Readout: y = W_outᵀ D r.
-    let (nc, no) = (net.nc, net.n_out);
-    doc.outputs = Readout {
-        neurons: (0..n).map(gid).collect(),
+/// Readout: y = W_outᵀ D r, on the host.
+fn readout(net: &Network, slots: &Slots) -> Readout {
+    let (n, nc, no) = (net.n, net.nc, net.n_out);
+    let pr = &net.params;
+    Readout {
+        neurons: (0..n)
+            .map(|i| global_id(slots[i].0, slots[i].1, slots[i].2))
+            .collect(),
         weights: (0..no)
             .map(|o| {
                 (0..n)
@@ -635,9 +741,11 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         tau_out_ms: r9(pr.tau_out_ms as f64),
         dt_ms: r9(pr.dt_ms as f64),
         gain: 1.0,
-    };
+    }
+}
 
-    // Conventions specific to this mapper.
+/// Conventions specific to this mapper.
+fn conventions(doc: &mut Doc) {
     let usage = &mut doc.conventions.synapse_usage;
     usage.insert(
         "AMPA".into(),
@@ -646,10 +754,24 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     usage.insert("GABA_A".into(), "negative W_fast and negative input projection (shunting in the simulators: an approximation of a linear negative weight)".into());
     usage.insert("NMDA".into(), "positive W_slow (gated by IF_NMDA_N)".into());
     usage.insert("GABA_B".into(), "negative W_slow".into());
+}
 
-    // Report.
-    let (ef, es) = effective_weights(&doc, n);
-    let ei = effective_input(&doc, n, c);
+/// How far the document's weights are from the trained ones, and what was pruned.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    net: &Network,
+    doc: &Doc,
+    p: &[f32],
+    c: usize,
+    fan_in: &[u32],
+    cores_used: usize,
+    total_mass: f64,
+    dropped: Vec<f64>,
+    notes: &[String],
+) -> MapReport {
+    let n = net.n;
+    let (ef, es) = effective_weights(doc, n);
+    let ei = effective_input(doc, n, c);
     let wf: Vec<f64> = if net.params.use_fast {
         net.w_fast.iter().map(|&x| x as f64).collect()
     } else {
@@ -659,9 +781,9 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
     let pi: Vec<f64> = p.iter().map(|&x| x as f64).collect();
     let to64 = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
     let dropped_total: f64 = dropped.iter().sum();
-    let report = MapReport {
+    MapReport {
         neurons_used: n,
-        cores_used: used_cores.len(),
+        cores_used,
         inputs_used: doc.inputs.len(),
         connections: doc.connections.len(),
         max_fan_in: fan_in.iter().copied().max().unwrap_or(0),
@@ -674,9 +796,18 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
         rel_error_slow: frob_rel(&to64(es), &ws),
         rel_error_input: frob_rel(&ei, &pi),
         dropped_mass: dropped,
-        notes: notes.clone(),
-    };
+        notes: notes.to_vec(),
+    }
+}
 
+/// The quantisation section's method, statistics and notes.
+fn quantisation_notes(
+    doc: &mut Doc,
+    report: &MapReport,
+    opts: &MapOptions,
+    scale: f64,
+    notes: Vec<String>,
+) {
     let q = &mut doc.quantisation;
     q.method = format!(
         "unit = quantile(|w|, {q}) / {m} per (core, type); count = min(round(|w| / unit), {m}), \
@@ -713,7 +844,6 @@ pub fn map_network(net: &Network, opts: &MapOptions) -> Result<Mapped, MapError>
             .into(),
     );
     q.notes.extend(notes);
-    Ok(Mapped { doc, report })
 }
 
 /// Unit weight of (chip, core, type) stated in the document.
