@@ -164,6 +164,14 @@ pub struct TrainingConfig {
     pub test_trials: usize,
     /// Networks trained at once, with seeds seed, seed+1, ...; the best on validation is kept.
     pub networks: usize,
+    /// Quantisation-aware training to this many bits (0: off; 32: the float network through
+    /// the QAT path). The fixed matrices of `qat_scope` are quantised once, W_slow is a float
+    /// shadow that the rule updates, and the forward step runs its quantised copy.
+    pub qat_bits: u32,
+    /// Which matrices QAT quantises: "all" (F, D, W_fast, W_slow) or "paper" (W_fast in float).
+    pub qat_scope: crate::snn::QuantScope,
+    /// Training trials between re-quantisations of the shadow W_slow.
+    pub qat_interval: usize,
 }
 
 impl Default for TrainingConfig {
@@ -178,6 +186,9 @@ impl Default for TrainingConfig {
             val_trials: 200,
             test_trials: 1000,
             networks: 1,
+            qat_bits: 0,
+            qat_scope: crate::snn::QuantScope::All,
+            qat_interval: 1,
         }
     }
 }
@@ -205,6 +216,16 @@ pub struct EvaluationConfig {
     pub noise: Vec<f32>,
     /// Silenced fractions.
     pub silence: Vec<f32>,
+    /// Quantisation levels in the paper's scope: F, D and W_slow rounded, W_fast in float (as
+    /// the paper's code ran), beside `bits` (all weights).
+    pub bits_paper: Vec<u32>,
+    /// The sensitivity table: each of tau_mem, tau_slow, V_th, F, D, W_slow, W_fast, tau_fast
+    /// mismatched alone at this sigma (0: no such levels) ...
+    pub sensitivity_sigma: f32,
+    /// ... and each of F, D, W_fast, W_slow quantised alone to this many bits (0: none).
+    pub sensitivity_bits: u32,
+    /// Perturbed copies of the teacher per `mismatch` sigma for its accuracy ceiling (0: none).
+    pub teacher_draws: usize,
     /// Also evaluate every combination of two or more kinds.
     pub grid: bool,
     /// Output-gain grid for the recalibration.
@@ -229,6 +250,10 @@ impl Default for EvaluationConfig {
             bits: vec![2, 3, 4, 5, 6],
             noise: vec![0.01, 0.05, 0.1],
             silence: vec![0.4],
+            bits_paper: vec![4],
+            sensitivity_sigma: 0.2,
+            sensitivity_bits: 4,
+            teacher_draws: 16,
             grid: false,
             gain_min: 0.5,
             gain_max: 5.5,
@@ -414,6 +439,22 @@ impl Config {
         positive(&mut p, "training.val_trials", r.val_trials as f64);
         positive(&mut p, "training.test_trials", r.test_trials as f64);
         positive(&mut p, "training.networks", r.networks as f64);
+        if r.qat_bits > crate::snn::quantize::FLOAT_BITS {
+            p.push(format!(
+                "training.qat_bits must be in 0..=32 (0: off, 32: float), got {}",
+                r.qat_bits
+            ));
+        }
+        if !matches!(
+            r.qat_scope,
+            crate::snn::QuantScope::All | crate::snn::QuantScope::Paper
+        ) {
+            p.push(format!(
+                "training.qat_scope must be \"all\" or \"paper\", got \"{}\"",
+                r.qat_scope.as_str()
+            ));
+        }
+        positive(&mut p, "training.qat_interval", r.qat_interval as f64);
 
         let e = &self.evaluation;
         positive(&mut p, "evaluation.test_trials", e.test_trials as f64);
@@ -430,11 +471,27 @@ impl Config {
         for &v in &e.silence {
             in_unit(&mut p, "evaluation.silence", v as f64);
         }
-        for &b in &e.bits {
-            if !(1..=16).contains(&b) {
-                p.push(format!("evaluation.bits must be in 1..=16, got {b}"));
+        for (key, list) in [
+            ("evaluation.bits", &e.bits),
+            ("evaluation.bits_paper", &e.bits_paper),
+        ] {
+            for &b in list.iter() {
+                if !(1..=16).contains(&b) {
+                    p.push(format!("{key} must be in 1..=16, got {b}"));
+                }
             }
         }
+        if e.sensitivity_bits > 16 {
+            p.push(format!(
+                "evaluation.sensitivity_bits must be in 0..=16 (0: off), got {}",
+                e.sensitivity_bits
+            ));
+        }
+        non_negative(
+            &mut p,
+            "evaluation.sensitivity_sigma",
+            e.sensitivity_sigma as f64,
+        );
         positive(&mut p, "evaluation.gain_min", e.gain_min as f64);
         if e.gain_max < e.gain_min {
             p.push(format!(

@@ -114,9 +114,15 @@ pub struct SnnMetrics {
     pub train_seconds: f64,
     pub networks_trained: usize,
     pub backend: String,
+    /// Input drive, balance and teacher saturation of the trained network (test trials).
+    #[serde(default)]
+    pub regime: crate::learn::regime::Regime,
 }
 
 pub use crate::config::NETWORK_FILE;
+
+/// Test trials the regime metrics of a trained network are measured on.
+pub const REGIME_TRIALS: usize = 100;
 
 /// The teacher of a run folder, trained first when it is missing.
 pub fn ensure_teacher(
@@ -241,7 +247,25 @@ pub fn train_snn(
         train_seconds: nets.iter().map(|n| n.train_seconds).fold(0.0, f64::max),
         networks_trained: nets.len(),
         backend: backend.label(),
+        regime: crate::learn::regime::regime(
+            &best.net,
+            &teacher,
+            task.as_ref(),
+            Split::Test,
+            REGIME_TRIALS.min(cfg.training.test_trials),
+            cfg.seed,
+        ),
     };
+    let g = &metrics.regime;
+    eprintln!(
+        "regime: input drive {:.2} thresholds, recurrent {:.2}, balance {:.3}; teacher mean |x| {:.3}, {:.1} % saturated, ||W_in|| {:.2}",
+        g.input_drive_thresholds,
+        g.recurrent_drive_thresholds,
+        g.balance_index,
+        g.teacher_mean_abs_x,
+        100.0 * g.teacher_saturated_fraction,
+        g.teacher_w_in_norm
+    );
     let stage = StagedDir::new(&run.snn()).map_err(|e| Error::io(&run.snn(), e))?;
     best.net
         .save(&stage.join(NETWORK_FILE))

@@ -294,6 +294,14 @@ fn evaluate_writes_the_study_files() {
         "evaluation.gain_steps=3",
         "--set",
         "evaluation.recurrent_scales=[1.0]",
+        "--set",
+        "evaluation.bits_paper=[4]",
+        "--set",
+        "evaluation.sensitivity_sigma=0.2",
+        "--set",
+        "evaluation.sensitivity_bits=4",
+        "--set",
+        "evaluation.teacher_draws=2",
     ]);
     let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -301,7 +309,13 @@ fn evaluate_writes_the_study_files() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
     let levels = summary["levels"].as_array().unwrap();
-    assert_eq!(levels.len(), 5);
+    // 5 kinds, the paper-scope bits, 8 parameters mismatched alone, 4 matrices quantised alone
+    assert_eq!(levels.len(), 5 + 1 + 8 + 4);
+    assert_eq!(summary["regimes"].as_array().unwrap().len(), 1);
+    let ceiling = summary["teacher_ceiling"].as_array().unwrap();
+    assert_eq!(ceiling.len(), 1);
+    assert_eq!(ceiling[0]["sigma"], 0.2);
+    assert_eq!(ceiling[0]["draws"], 2);
     for l in levels {
         for k in [
             "kind",
@@ -319,15 +333,25 @@ fn evaluate_writes_the_study_files() {
         }
     }
     let csv = std::fs::read_to_string(rob.join("instances.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 5 * 3);
+    assert_eq!(csv.lines().count(), 1 + 18 * 3);
     let md = std::fs::read_to_string(rob.join("report.md")).unwrap();
     assert!(md.contains("median") && md.contains("recalibrated") && md.contains("mismatch=0.2"));
+    for section in [
+        "## Sensitivity of",
+        "## Regime",
+        "## The teacher's ceiling",
+        "| v_th | mismatch |",
+        "| w_slow | bits |",
+    ] {
+        assert!(md.contains(section), "report.md lacks {section}");
+    }
     for f in [
         "accuracy_vs_mismatch.png",
         "accuracy_vs_bits.png",
         "accuracy_vs_noise.png",
         "intact_vs_silenced.png",
         "accuracy_distribution.png",
+        "sensitivity.png",
     ] {
         assert!(rob.join("plots").join(f).is_file(), "missing {f}");
     }
@@ -340,7 +364,8 @@ fn evaluate_writes_the_study_files() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
     let comps = summary["comparisons"].as_array().unwrap();
-    assert_eq!(comps.len(), 5);
+    // one comparison per level of the second network
+    assert_eq!(2 * comps.len(), summary["levels"].as_array().unwrap().len());
     assert!(
         comps
             .iter()

@@ -278,3 +278,95 @@ fn train_stage_writes_network_metrics_and_plots() {
         "checkpoint left behind"
     );
 }
+
+fn train_with(cfg: &TrainingConfig) -> Vec<robust_snn::learn::trainer::TrainedNetwork> {
+    let (teacher, task, params, _) = small_setup();
+    let make = |seed: u64| {
+        Network::init(
+            params.clone(),
+            teacher.w_in.clone(),
+            teacher.w_out.clone(),
+            16,
+            1,
+            1,
+            seed,
+        )
+    };
+    train_networks(
+        &make,
+        &teacher,
+        &task,
+        cfg,
+        9,
+        &TrainOptions {
+            checkpoint: None,
+            resume: false,
+            show_progress: false,
+            gpu: None,
+        },
+    )
+    .unwrap()
+}
+
+fn distinct(v: &[f32]) -> usize {
+    v.iter()
+        .map(|x| x.to_bits())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// b = 32 is the float network: the QAT path (shadow W_slow, a running copy re-quantised every
+/// trial) then trains exactly what plain training trains.
+#[test]
+fn quantisation_aware_training_at_32_bits_equals_plain_training() {
+    let (_, _, _, cfg) = small_setup();
+    let plain = train_with(&cfg);
+    let qat = train_with(&TrainingConfig {
+        qat_bits: 32,
+        ..cfg.clone()
+    });
+    assert!(plain[0].net.w_slow.iter().any(|&w| w != 0.0));
+    assert_eq!(plain[0].net.w_slow, qat[0].net.w_slow);
+    let figures = |t: &robust_snn::learn::trainer::TrainedNetwork| -> Vec<(f64, f64, f64)> {
+        t.history
+            .iter()
+            .map(|h| (h.train_r, h.val_r, h.val_accuracy))
+            .collect()
+    };
+    assert_eq!(figures(&plain[0]), figures(&qat[0]));
+}
+
+/// At 4 bits the fixed matrices are on their 16-level grids before training and stay there, the
+/// network that ran had its W_slow on its grid, and the float shadow moved off it.
+#[test]
+fn quantised_matrices_stay_on_their_grid_through_training() {
+    let (teacher, _, params, cfg) = small_setup();
+    let cfg = TrainingConfig { qat_bits: 4, ..cfg };
+    let trained = train_with(&cfg);
+    let net = &trained[0].net;
+    let fresh = Network::init(
+        params,
+        teacher.w_in.clone(),
+        teacher.w_out.clone(),
+        16,
+        1,
+        1,
+        trained[0].network_seed,
+    )
+    .unwrap();
+    let q = fresh.quantized(4);
+    assert_eq!(net.f, q.f);
+    assert_eq!(net.d, q.d);
+    assert_eq!(net.w_fast, q.w_fast);
+    for m in [&net.f, &net.d, &net.w_fast] {
+        assert!(distinct(m) <= 16, "{}", distinct(m));
+        // on the grid: quantising again changes nothing
+        assert_eq!(&robust_snn::snn::quantize::quantize(m, 4), m);
+    }
+    // the shadow is float (more than 16 values); what ran was its 4-bit copy
+    assert!(distinct(&net.w_slow) > 16);
+    assert!(distinct(&robust_snn::snn::quantize::quantize(&net.w_slow, 4)) <= 16);
+    // and the shadow differs from what plain training gives (the forward step was quantised)
+    let plain = train_with(&TrainingConfig { qat_bits: 0, ..cfg });
+    assert_ne!(plain[0].net.w_slow, net.w_slow);
+}

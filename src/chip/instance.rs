@@ -14,13 +14,13 @@
 //! synapses).
 //!
 //! Quantisation is a property of the nominal weights: `Instance::draw` expects the already
-//! quantised network (`Network::quantized(bits)`); the engine does this once per job.
+//! quantised network ([`Perturbation::nominal`]); the engine does this once per job.
 
 use serde::{Deserialize, Serialize};
 
 use super::rng::{self, Stream};
-use crate::snn::Network;
 use crate::snn::network::input_projection;
+use crate::snn::{Network, QuantScope};
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub enum MismatchMode {
@@ -40,6 +40,9 @@ pub struct Perturbation {
     pub mode: MismatchMode,
     /// Weight quantisation to this many bits (per matrix, before mismatch).
     pub bits: Option<u32>,
+    /// Which matrices `bits` rounds (all of them unless told).
+    #[serde(default, skip_serializing_if = "QuantScope::is_all")]
+    pub quant: QuantScope,
     /// Membrane noise std per step, in units of (V_th - V_reset) (nominal values).
     pub noise: f32,
     /// Fraction of silenced neurons, held at V = 0.
@@ -89,6 +92,30 @@ impl MismatchCv {
         }
     }
 
+    /// The parameters the sensitivity table mismatches one at a time, in its order.
+    pub const SENSITIVITY: [&'static str; 8] = [
+        "tau_mem", "tau_slow", "v_th", "w_in", "d", "w_slow", "w_fast", "tau_fast",
+    ];
+
+    /// Only `name` (a field name) mismatched, at `sigma`; `None` for an unknown name.
+    pub fn only(name: &str, sigma: f32) -> Option<Self> {
+        let mut cv = MismatchCv::default();
+        let slot = match name {
+            "tau_mem" => &mut cv.tau_mem,
+            "tau_slow" => &mut cv.tau_slow,
+            "tau_fast" => &mut cv.tau_fast,
+            "tau_out" => &mut cv.tau_out,
+            "v_th" => &mut cv.v_th,
+            "w_in" => &mut cv.w_in,
+            "d" => &mut cv.d,
+            "w_slow" => &mut cv.w_slow,
+            "w_fast" => &mut cv.w_fast,
+            _ => return None,
+        };
+        *slot = sigma;
+        Some(cv)
+    }
+
     fn fields(&self) -> [(&'static str, f32); 9] {
         [
             ("tau_mem", self.tau_mem),
@@ -115,6 +142,15 @@ impl MismatchCv {
 }
 
 impl Perturbation {
+    /// The nominal network this perturbation's chips start from: `net` itself, or its copy
+    /// quantised to `bits` over `quant`. The engines call it once per job.
+    pub fn nominal<'a>(&self, net: &'a Network) -> std::borrow::Cow<'a, Network> {
+        match self.bits {
+            Some(b) => std::borrow::Cow::Owned(net.quantized_scope(b, self.quant)),
+            None => std::borrow::Cow::Borrowed(net),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.mismatch.is_finite() && self.mismatch >= 0.0) {
             return Err(format!("mismatch must be >= 0, got {}", self.mismatch));

@@ -120,14 +120,8 @@ impl Engine for CpuEngine {
 
     fn simulate(&self, job: &EnsembleJob) -> Result<EnsembleOutput, EngineError> {
         validate_job(job)?;
-        let qnet;
-        let net = match job.perturbation.bits {
-            Some(b) => {
-                qnet = job.net.quantized(b);
-                &qnet
-            }
-            None => job.net,
-        };
+        let nominal = job.perturbation.nominal(job.net);
+        let net: &crate::snn::Network = &nominal;
         let (n, nc, c_in) = (net.n, net.nc, net.n_in);
         let outdeg = super::outdegree(net);
         let fast_nonzero = net.w_fast.iter().any(|&w| w != 0.0);

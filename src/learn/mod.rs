@@ -1,8 +1,9 @@
 //! The local learning rule of Network ADS (Alemi et al. 2018 as used by Büchel et al. 2021).
 
 pub mod gpu;
+pub mod regime;
 pub mod rule;
 pub mod trainer;
 
 pub use gpu::GpuTrainer;
-pub use rule::{TrainTrialStats, Trainer, reconstruction_error, train_trial};
+pub use rule::{TrainTrialStats, Trainer, reconstruction_error, train_trial, train_trial_shadow};

@@ -77,7 +77,28 @@ impl Trainer {
     /// One training step: network step (with the feedback current of the previous step), then
     /// e, F e, the next feedback current k F e, and `W_slow += eta r (F e)ᵀ` (zero diagonal).
     pub fn step(&mut self, net: &mut Network, input_t: &[f32], target_t: &[f32], k: f32, eta: f32) {
-        let (n, nc) = (net.n, net.nc);
+        self.forward(net, input_t, target_t, k);
+        self.update(&mut net.w_slow, eta);
+    }
+
+    /// The step of quantisation-aware training: the network `net` (its fixed matrices and its
+    /// W_slow on their grids) runs; the update goes into the float `shadow` of W_slow.
+    pub fn step_shadow(
+        &mut self,
+        net: &Network,
+        shadow: &mut [f32],
+        input_t: &[f32],
+        target_t: &[f32],
+        k: f32,
+        eta: f32,
+    ) {
+        self.forward(net, input_t, target_t, k);
+        self.update(shadow, eta);
+    }
+
+    /// The network step, e = x - x~, F e and the next feedback current k F e.
+    fn forward(&mut self, net: &Network, input_t: &[f32], target_t: &[f32], k: f32) {
+        let nc = net.nc;
         {
             let w = StepWeights {
                 w_fast: self.fast.then_some(&net.w_fast[..]),
@@ -98,6 +119,11 @@ impl Trainer {
         for (fb, &fe) in self.state.i_fb.iter_mut().zip(&self.fe) {
             *fb = k * fe;
         }
+    }
+
+    /// `w += eta r (F e)ᵀ` with a zero diagonal (w: N x N, `[pre][post]`).
+    fn update(&self, w_slow: &mut [f32], eta: f32) {
+        let n = self.fe.len();
         if eta != 0.0 {
             let (r, fe) = (&self.state.r, &self.fe);
             let update = |(pre, row): (usize, &mut [f32])| {
@@ -110,9 +136,9 @@ impl Trainer {
                 }
             };
             if n >= 256 {
-                net.w_slow.par_chunks_mut(n).enumerate().for_each(update);
+                w_slow.par_chunks_mut(n).enumerate().for_each(update);
             } else {
-                net.w_slow.chunks_mut(n).enumerate().for_each(update);
+                w_slow.chunks_mut(n).enumerate().for_each(update);
             }
         }
     }
@@ -123,6 +149,52 @@ impl Trainer {
 #[allow(clippy::too_many_arguments)]
 pub fn train_trial(
     net: &mut Network,
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    seed: u64,
+    trial_index: u32,
+) -> Result<TrainTrialStats, EngineError> {
+    run_trial(net, None, input, target_x, k, eta, seed, trial_index)
+}
+
+/// As [`train_trial`], quantisation-aware: `net` runs as it is (its matrices on their grids) and
+/// the rule's updates go into `shadow`, the float W_slow it was quantised from.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial_shadow(
+    net: &mut Network,
+    shadow: &mut [f32],
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    seed: u64,
+    trial_index: u32,
+) -> Result<TrainTrialStats, EngineError> {
+    if shadow.len() != net.w_slow.len() {
+        return Err(EngineError::Shape {
+            what: "the float shadow of W_slow".into(),
+            expected: net.w_slow.len(),
+            got: shadow.len(),
+        });
+    }
+    run_trial(
+        net,
+        Some(shadow),
+        input,
+        target_x,
+        k,
+        eta,
+        seed,
+        trial_index,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_trial(
+    net: &mut Network,
+    mut shadow: Option<&mut [f32]>,
     input: &[f32],
     target_x: &[f32],
     k: f32,
@@ -156,13 +228,11 @@ pub fn train_trial(
     let mut x_hat = vec![0f32; steps * nc];
     let mut spikes = 0u64;
     for t in 0..steps {
-        tr.step(
-            net,
-            &input[t * c..(t + 1) * c],
-            &target_x[t * nc..(t + 1) * nc],
-            k,
-            eta,
-        );
+        let (u, x) = (&input[t * c..(t + 1) * c], &target_x[t * nc..(t + 1) * nc]);
+        match shadow.as_deref_mut() {
+            None => tr.step(net, u, x, k, eta),
+            Some(w) => tr.step_shadow(net, w, u, x, k, eta),
+        }
         spikes += tr.state.spikes.len() as u64;
         x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
     }

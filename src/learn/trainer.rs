@@ -9,7 +9,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::rule::{TrainTrialStats, reconstruction_error, train_trial};
+use super::rule::{TrainTrialStats, reconstruction_error, train_trial, train_trial_shadow};
 use crate::chip::Perturbation;
 use crate::config::TrainingConfig;
 use crate::engine::gpu::context::GpuContext;
@@ -170,6 +170,63 @@ pub struct TrainOptions<'a> {
 enum Rule {
     Cpu,
     Gpu(Box<GpuTrainer>),
+    /// Quantisation-aware training on the CPU.
+    CpuQat(Qat),
+}
+
+/// Quantisation-aware training (docs/design.md §2): the fixed matrices of the scope (F, D,
+/// W_fast) are quantised once, before training, and stay so; each network's W_slow is the float
+/// shadow the rule updates, and the forward step runs its quantised copy, re-quantised every
+/// `interval` trials (within a trial the running W_slow is fixed: re-quantising N² weights every
+/// step would cost more than the step; eta = 1e-6 moves W_slow little within a trial).
+struct Qat {
+    bits: u32,
+    /// Is W_slow rounded (the scope includes it and `bits` is below float)? When it is not,
+    /// there is nothing to keep apart: the forward step runs on W_slow itself, updated every
+    /// step as in plain training.
+    w_slow: bool,
+    interval: usize,
+    /// The networks as they run: the fixed matrices and the quantised W_slow.
+    running: Vec<Network>,
+    /// Trials since the last re-quantisation.
+    since: usize,
+}
+
+impl Qat {
+    fn new(cfg: &TrainingConfig, nets: &[Network]) -> Qat {
+        Qat {
+            bits: cfg.qat_bits,
+            w_slow: cfg.qat_scope.rounds()[3] && cfg.qat_bits < crate::snn::quantize::FLOAT_BITS,
+            interval: cfg.qat_interval.max(1),
+            running: nets.to_vec(),
+            since: usize::MAX,
+        }
+    }
+
+    /// The running copies' W_slow from the shadows, when due.
+    fn refresh(&mut self, nets: &[Network]) {
+        if self.since < self.interval {
+            return;
+        }
+        for (run, net) in self.running.iter_mut().zip(nets) {
+            run.w_slow = if self.w_slow {
+                crate::snn::quantize::quantize(&net.w_slow, self.bits)
+            } else {
+                net.w_slow.clone()
+            };
+        }
+        self.since = 0;
+    }
+}
+
+/// The nominal networks QAT starts from: the fixed matrices of `cfg.qat_scope` (all but W_slow)
+/// on their `cfg.qat_bits`-bit grids; unchanged without QAT.
+pub fn qat_start(net: Network, cfg: &TrainingConfig) -> Network {
+    if cfg.qat_bits == 0 {
+        return net;
+    }
+    let [f, d, w_fast, _] = cfg.qat_scope.rounds();
+    net.quantized_parts(cfg.qat_bits, [f, d, w_fast, false])
 }
 
 impl Rule {
@@ -190,6 +247,25 @@ impl Rule {
                 .zip(seeds)
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
                 .collect(),
+            Rule::CpuQat(q) if !q.w_slow => nets
+                .par_iter_mut()
+                .zip(trials)
+                .zip(seeds)
+                .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
+                .collect(),
+            Rule::CpuQat(q) => {
+                q.refresh(nets);
+                q.since += 1;
+                q.running
+                    .par_iter_mut()
+                    .zip(nets.par_iter_mut())
+                    .zip(trials)
+                    .zip(seeds)
+                    .map(|(((run, net), (input, x)), &seed)| {
+                        train_trial_shadow(run, &mut net.w_slow, input, x, k, eta, seed, index)
+                    })
+                    .collect()
+            }
             Rule::Gpu(tr) => {
                 let inputs: Vec<&[f32]> = trials.iter().map(|t| t.0.as_slice()).collect();
                 let targets: Vec<&[f32]> = trials.iter().map(|t| t.1.as_slice()).collect();
@@ -202,7 +278,7 @@ impl Rule {
     /// Bring the networks' W_slow up to date on the host.
     fn sync(&self, nets: &mut [Network]) -> Result<(), EngineError> {
         match self {
-            Rule::Cpu => Ok(()),
+            Rule::Cpu | Rule::CpuQat(_) => Ok(()),
             Rule::Gpu(tr) => tr.download(nets),
         }
     }
@@ -231,7 +307,7 @@ pub fn train_networks(
     let seeds: Vec<u64> = (0..cfg.networks as u64).map(|i| seed + i).collect();
     let mut nets: Vec<Network> = seeds
         .iter()
-        .map(|&s| make_net(s))
+        .map(|&s| make_net(s).map(|n| qat_start(n, cfg)))
         .collect::<Result<_, _>>()?;
     let mut best = nets.clone();
     let mut run = RunState {
@@ -281,9 +357,17 @@ pub fn train_networks(
             run = loaded;
         }
     }
-    let mut rule = match &opts.gpu {
-        Some(ctx) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
-        None => Rule::Cpu,
+    let mut rule = match (&opts.gpu, cfg.qat_bits) {
+        (Some(_), b) if b > 0 => {
+            return Err(other(
+                "training.qat_bits: quantisation-aware training runs on the CPU trainer only \
+                 (use --backend cpu for the network stage)"
+                    .into(),
+            ));
+        }
+        (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
+        (None, 0) => Rule::Cpu,
+        (None, _) => Rule::CpuQat(Qat::new(cfg, &nets)),
     };
 
     let total = (cfg.epochs * cfg.samples_per_epoch) as u64;

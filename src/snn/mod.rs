@@ -12,3 +12,4 @@ pub use network::transpose;
 pub use error::SnnError;
 pub use network::Network;
 pub use params::SnnParams;
+pub use quantize::QuantScope;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::error::SnnError;
 use super::init::init_weights;
 use super::params::SnnParams;
-use super::quantize::quantize;
+use super::quantize::{QuantScope, quantize};
 
 /// A nominal Network ADS. All matrices row-major f32.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -137,12 +137,33 @@ impl Network {
 
     /// A copy with F, D, W_fast and W_slow each quantised to `bits` bits (per matrix).
     pub fn quantized(&self, bits: u32) -> Network {
+        self.quantized_scope(bits, QuantScope::All)
+    }
+
+    /// A copy with the matrices of `scope` quantised to `bits` bits (per matrix); F stands for
+    /// the input projection too (F itself, or the input override when set).
+    pub fn quantized_scope(&self, bits: u32, scope: QuantScope) -> Network {
+        self.quantized_parts(bits, scope.rounds())
+    }
+
+    /// A copy with F, D, W_fast, W_slow quantised to `bits` bits where `parts` says so (in that
+    /// order).
+    pub fn quantized_parts(&self, bits: u32, parts: [bool; 4]) -> Network {
+        let [f, d, w_fast, w_slow] = parts;
         let mut q = self.clone();
-        q.d = quantize(&self.d, bits);
-        q.f = quantize(&self.f, bits);
-        q.w_fast = quantize(&self.w_fast, bits);
-        q.w_slow = quantize(&self.w_slow, bits);
-        q.input_override = self.input_override.as_deref().map(|p| quantize(p, bits));
+        if d {
+            q.d = quantize(&self.d, bits);
+        }
+        if f {
+            q.f = quantize(&self.f, bits);
+            q.input_override = self.input_override.as_deref().map(|p| quantize(p, bits));
+        }
+        if w_fast {
+            q.w_fast = quantize(&self.w_fast, bits);
+        }
+        if w_slow {
+            q.w_slow = quantize(&self.w_slow, bits);
+        }
         q
     }
 

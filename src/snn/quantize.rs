@@ -6,9 +6,63 @@
 //! against floating-point ties, so a matrix never holds more than `2^b` distinct values.
 //! A matrix whose entries are all equal (including an all-zero one) is returned unchanged.
 
-/// Quantises `m` to `bits` bits (per matrix). `bits == 0` or an empty matrix returns `m` unchanged.
+/// Which matrices a quantisation rounds (each on its own grid).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantScope {
+    /// F (or the input override), D, W_fast and W_slow: all weights.
+    #[default]
+    All,
+    /// The paper's code: F, D and W_slow; W_fast stays in float (its quantisation never took
+    /// effect there), so our figure can be set beside the paper's.
+    Paper,
+    /// Only the encoder F (the input projection), for the sensitivity table.
+    F,
+    /// Only the decoder D.
+    D,
+    /// Only W_fast.
+    WFast,
+    /// Only W_slow.
+    WSlow,
+}
+
+impl QuantScope {
+    pub fn is_all(&self) -> bool {
+        *self == QuantScope::All
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QuantScope::All => "all",
+            QuantScope::Paper => "paper",
+            QuantScope::F => "f",
+            QuantScope::D => "d",
+            QuantScope::WFast => "w_fast",
+            QuantScope::WSlow => "w_slow",
+        }
+    }
+    /// Does the scope round (F, D, W_fast, W_slow)?
+    pub fn rounds(&self) -> [bool; 4] {
+        match self {
+            QuantScope::All => [true; 4],
+            QuantScope::Paper => [true, true, false, true],
+            QuantScope::F => [true, false, false, false],
+            QuantScope::D => [false, true, false, false],
+            QuantScope::WFast => [false, false, true, false],
+            QuantScope::WSlow => [false, false, false, true],
+        }
+    }
+}
+
+/// Bits at and above which a "quantisation" is the float matrix itself (f32 has a 24-bit
+/// significand; 32 is the conventional "float" setting of quantisation-aware training).
+pub const FLOAT_BITS: u32 = 32;
+
+/// Quantises `m` to `bits` bits (per matrix). `bits == 0`, `bits >= FLOAT_BITS` or an empty
+/// matrix returns `m` unchanged.
 pub fn quantize(m: &[f32], bits: u32) -> Vec<f32> {
-    if m.is_empty() || bits == 0 {
+    if m.is_empty() || bits == 0 || bits >= FLOAT_BITS {
         return m.to_vec();
     }
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chip::{MismatchMode, Perturbation};
+use crate::chip::{MismatchCv, MismatchMode, Perturbation};
+use crate::snn::QuantScope;
 
 /// What a level perturbs; with `value` it names the level in every table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -24,6 +25,12 @@ pub enum LevelKind {
     Grid,
     /// DYNAP-SE1-like mismatch with its own sigma per parameter (the export's re-simulation).
     DynapMismatch,
+    /// Quantisation in the paper's scope (W_fast left in float) to `value` bits.
+    BitsPaper,
+    /// One parameter mismatched at sigma `value`, all else nominal (the sensitivity table).
+    OnlyMismatch,
+    /// One matrix quantised to `value` bits, all else float (the sensitivity table).
+    OnlyBits,
 }
 
 impl LevelKind {
@@ -37,6 +44,9 @@ impl LevelKind {
             LevelKind::Silence => "silence",
             LevelKind::Grid => "grid",
             LevelKind::DynapMismatch => "dynap_mismatch",
+            LevelKind::BitsPaper => "bits_paper",
+            LevelKind::OnlyMismatch => "only_mismatch",
+            LevelKind::OnlyBits => "only_bits",
         }
     }
 }
@@ -59,8 +69,61 @@ pub struct LevelLists<'a> {
     pub bits: &'a [u32],
     pub noise: &'a [f32],
     pub silence: &'a [f32],
+    /// Quantisation levels in the paper's scope (W_fast in float).
+    pub bits_paper: &'a [u32],
+    /// The sensitivity table: each parameter mismatched alone at this sigma (0: none) ...
+    pub sensitivity_sigma: f32,
+    /// ... and each matrix quantised alone to this many bits (0: none).
+    pub sensitivity_bits: u32,
     /// Also every combination across kinds (values of 0 stand for "off").
     pub grid: bool,
+}
+
+/// The matrices the sensitivity table quantises one at a time.
+pub const SENSITIVITY_MATRICES: [QuantScope; 4] = [
+    QuantScope::F,
+    QuantScope::D,
+    QuantScope::WFast,
+    QuantScope::WSlow,
+];
+
+/// The sensitivity levels: `mismatch[<parameter>]=sigma` and `bits[<matrix>]=b`.
+fn sensitivity(l: &LevelLists, out: &mut Vec<Level>) {
+    if l.sensitivity_sigma > 0.0 {
+        for name in MismatchCv::SENSITIVITY {
+            let mut lv = level(
+                LevelKind::OnlyMismatch,
+                l.sensitivity_sigma,
+                Perturbation {
+                    cv: MismatchCv::only(name, l.sensitivity_sigma),
+                    ..Perturbation::default()
+                },
+            );
+            lv.label = format!("mismatch[{name}]={}", lv.value);
+            out.push(lv);
+        }
+    }
+    if l.sensitivity_bits > 0 {
+        for scope in SENSITIVITY_MATRICES {
+            let mut lv = level(
+                LevelKind::OnlyBits,
+                l.sensitivity_bits as f32,
+                Perturbation {
+                    bits: Some(l.sensitivity_bits),
+                    quant: scope,
+                    ..Perturbation::default()
+                },
+            );
+            lv.label = format!("bits[{}]={}", scope.as_str(), lv.value);
+            out.push(lv);
+        }
+    }
+}
+
+/// The parameter or matrix of a sensitivity level (`v_th` of `mismatch[v_th]=0.2`).
+pub fn sensitivity_target(label: &str) -> Option<&str> {
+    let (_, rest) = label.split_once('[')?;
+    Some(rest.split_once(']')?.0)
 }
 
 /// A level named `kind=value` (`unperturbed` for [`LevelKind::None`]).
@@ -136,6 +199,18 @@ pub fn levels(l: &LevelLists) -> Vec<Level> {
             },
         ));
     }
+    for &b in l.bits_paper {
+        out.push(level(
+            LevelKind::BitsPaper,
+            b as f32,
+            Perturbation {
+                bits: Some(b),
+                quant: QuantScope::Paper,
+                ..none.clone()
+            },
+        ));
+    }
+    sensitivity(l, &mut out);
     if l.grid {
         let mism: Vec<(f32, MismatchMode)> = std::iter::once((0.0, MismatchMode::Paper))
             .chain(l.mismatch.iter().map(|&m| (m, MismatchMode::Paper)))
@@ -184,6 +259,7 @@ pub fn levels(l: &LevelLists) -> Vec<Level> {
                                 noise: s,
                                 silence: p,
                                 cv: None,
+                                quant: QuantScope::All,
                             },
                         });
                     }
@@ -197,6 +273,7 @@ pub fn levels(l: &LevelLists) -> Vec<Level> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snn::{Network, SnnParams};
 
     #[test]
     fn single_kind_levels_then_grid_combinations() {
@@ -230,5 +307,44 @@ mod tests {
             grid.iter()
                 .any(|l| l.label == "mismatch=0.2,bits=4,silence=0.4")
         );
+    }
+
+    #[test]
+    fn sensitivity_levels_perturb_one_thing_each() {
+        let ls = levels(&LevelLists {
+            bits_paper: &[4],
+            sensitivity_sigma: 0.2,
+            sensitivity_bits: 4,
+            ..Default::default()
+        });
+        let names: Vec<&str> = ls.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(names[1], "bits_paper=4");
+        assert_eq!(ls[1].perturbation.quant, QuantScope::Paper);
+        assert_eq!(names[2], "mismatch[tau_mem]=0.2");
+        assert_eq!(names[4], "mismatch[v_th]=0.2");
+        assert_eq!(names[10], "bits[f]=4");
+        assert_eq!(names[13], "bits[w_slow]=4");
+        assert_eq!(ls.len(), 2 + 8 + 4);
+        let v_th = &ls[4].perturbation.cvs();
+        assert_eq!(
+            (v_th.v_th, v_th.tau_mem, v_th.w_slow, v_th.w_in),
+            (0.2, 0.0, 0.0, 0.0)
+        );
+        assert_eq!(sensitivity_target(names[4]), Some("v_th"));
+        assert_eq!(sensitivity_target("mismatch=0.2"), None);
+        // one matrix rounded, the others untouched
+        let p = SnnParams {
+            n: 12,
+            ..Default::default()
+        };
+        let net = Network::init(p, vec![0.5; 2 * 3], vec![1.0; 3], 3, 2, 1, 7).unwrap();
+        let q = ls[13].perturbation.nominal(&net);
+        assert_eq!(
+            (q.f.clone(), q.d.clone(), q.w_fast.clone()),
+            (net.f.clone(), net.d.clone(), net.w_fast.clone())
+        );
+        let q = ls[11].perturbation.nominal(&net); // D only
+        assert_ne!(q.d, net.d);
+        assert_eq!(q.f, net.f);
     }
 }

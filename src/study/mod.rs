@@ -14,6 +14,7 @@ use crate::backend::Resolved;
 use crate::config::{Config, RunDir};
 use crate::error::Error;
 use crate::report::StagedDir;
+use crate::tasks::Split;
 use evaluate::{InstanceRow, LevelSummary, Prepared, StudySpec};
 use levels::{Level, LevelLists};
 
@@ -45,7 +46,27 @@ pub struct StudyOutcome {
     pub val_trials: usize,
     pub levels: Vec<LevelSummary>,
     pub comparisons: Vec<Comparison>,
+    /// The regime metrics of each network (nominal, on the test trials).
+    #[serde(default)]
+    pub regimes: Vec<NetworkRegime>,
+    /// The teacher's own accuracy under relative perturbation of its parameters.
+    #[serde(default)]
+    pub teacher_ceiling: Vec<CeilingSummary>,
     pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkRegime {
+    pub network: String,
+    pub regime: crate::learn::regime::Regime,
+}
+
+/// The teacher's test accuracy over perturbed copies at one sigma.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CeilingSummary {
+    pub sigma: f64,
+    pub draws: usize,
+    pub accuracy: stats::Quartiles,
 }
 
 /// The study's sizes with the defaults resolved for the backend.
@@ -88,6 +109,9 @@ pub fn levels_for(cfg: &Config) -> Vec<Level> {
         bits: &e.bits,
         noise: &e.noise,
         silence: &e.silence,
+        bits_paper: &e.bits_paper,
+        sensitivity_sigma: e.sensitivity_sigma,
+        sensitivity_bits: e.sensitivity_bits,
         grid: e.grid,
     })
 }
@@ -170,6 +194,43 @@ pub fn run_study(
     pb.finish_and_clear();
     let comparisons =
         compare_networks(&rows, &nets.iter().map(|n| n.0.clone()).collect::<Vec<_>>());
+    let regimes = nets
+        .iter()
+        .map(|(name, net)| NetworkRegime {
+            network: name.clone(),
+            regime: crate::learn::regime::regime(
+                net,
+                &teacher,
+                task.as_ref(),
+                Split::Test,
+                spec.test_trials,
+                cfg.seed,
+            ),
+        })
+        .collect();
+    let sigmas: Vec<f32> = cfg
+        .evaluation
+        .mismatch
+        .iter()
+        .copied()
+        .filter(|&s| s > 0.0)
+        .collect();
+    let teacher_ceiling = crate::teacher::ceiling::ceiling(
+        &teacher,
+        task.as_ref(),
+        &sigmas,
+        cfg.evaluation.teacher_draws,
+        spec.test_trials,
+        cfg.seed,
+    )
+    .into_iter()
+    .map(|c| CeilingSummary {
+        sigma: c.sigma,
+        draws: c.accuracies.len(),
+        accuracy: stats::quartiles(&c.accuracies),
+    })
+    .filter(|c| c.draws > 0)
+    .collect();
     let outcome = StudyOutcome {
         task: task.name().to_string(),
         seed: cfg.seed,
@@ -180,6 +241,8 @@ pub fn run_study(
         val_trials: spec.val_trials,
         levels: summaries,
         comparisons,
+        regimes,
+        teacher_ceiling,
         seconds: t0.elapsed().as_secs_f64(),
     };
     let stage = StagedDir::new(&run.robustness()).map_err(|e| Error::io(&run.robustness(), e))?;

@@ -117,6 +117,8 @@ pub fn markdown(o: &StudyOutcome) -> String {
         }
         s.push('\n');
     }
+    s.push_str(&sensitivity_markdown(o));
+    s.push_str(&regime_markdown(o));
     s.push_str(
         "The paper's column: Büchel et al. 2021, Network ADS with W_fast on the \"Hey Snips\" audio task \
          (recalibrated medians). It is a different task, shown for the trend only.\n\n",
@@ -137,6 +139,118 @@ pub fn markdown(o: &StudyOutcome) -> String {
                 c.test.w_minus,
                 c.test.p_value,
                 c.test.method
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The regime metrics of each network and the teacher's ceiling.
+pub fn regime_markdown(o: &StudyOutcome) -> String {
+    let mut s = String::new();
+    if !o.regimes.is_empty() {
+        s.push_str(
+            "## Regime (nominal network, test trials)\n\n\
+             Input and recurrent drive: RMS over neurons during input, in current thresholds \
+             V_th - V_rest. Balance: <|I_in + I_slow + I_fast|> / <|I_in| + |I_slow| + |I_fast|> \
+             (near 0: the currents cancel). Teacher: mean |x|, fraction with |x| > 0.9, ||W_in||.\n\n\
+             | network | input drive | recurrent drive | balance | rate (Hz) | teacher mean abs x | teacher saturated | teacher W_in norm |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for r in &o.regimes {
+            let g = &r.regime;
+            s.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.2} |\n",
+                r.network,
+                g.input_drive_thresholds,
+                g.recurrent_drive_thresholds,
+                g.balance_index,
+                g.rate_hz,
+                g.teacher_mean_abs_x,
+                g.teacher_saturated_fraction,
+                g.teacher_w_in_norm
+            ));
+        }
+        s.push('\n');
+    }
+    if !o.teacher_ceiling.is_empty() {
+        s.push_str(
+            "## The teacher's ceiling\n\n\
+             The rate teacher's own test accuracy with W_in and W_rec times (1 + sigma z) and every \
+             tau from |N(tau, (sigma tau)²)|: what a student tracking it can at best reach.\n\n\
+             | sigma | copies | teacher accuracy |\n|---|---|---|\n",
+        );
+        for c in &o.teacher_ceiling {
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                c.sigma,
+                c.draws,
+                q(&c.accuracy)
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The sensitivity table: which single imperfection costs most. One row per parameter
+/// mismatched alone and per matrix quantised alone, with the accuracy lost against the
+/// unperturbed network (recalibrated medians), most costly first.
+pub fn sensitivity_markdown(o: &StudyOutcome) -> String {
+    let mut s = String::new();
+    let mut networks: Vec<&str> = Vec::new();
+    for l in &o.levels {
+        if !networks.contains(&l.network.as_str()) {
+            networks.push(&l.network);
+        }
+    }
+    for net in networks {
+        let of = |kind: &str| -> Vec<&super::evaluate::LevelSummary> {
+            o.levels
+                .iter()
+                .filter(|l| l.network == net && l.kind == kind)
+                .collect()
+        };
+        let mut rows: Vec<(&str, &super::evaluate::LevelSummary)> = of("only_mismatch")
+            .into_iter()
+            .map(|l| ("mismatch", l))
+            .chain(of("only_bits").into_iter().map(|l| ("bits", l)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let base = of("none")
+            .first()
+            .map(|l| l.accuracy_recalibrated.median)
+            .unwrap_or(f64::NAN);
+        rows.sort_by(|a, b| {
+            a.1.accuracy_recalibrated
+                .median
+                .total_cmp(&b.1.accuracy_recalibrated.median)
+        });
+        s.push_str(&format!(
+            "## Sensitivity of `{net}`: one imperfection at a time\n\n\
+             Each parameter mismatched alone (paper-mode distributions) and each matrix quantised \
+             alone, everything else nominal; most costly first. Cost = unperturbed recalibrated \
+             median ({base:.3}) minus the level's.\n\n\
+             | imperfection | what | at | accuracy (raw) | accuracy (recalibrated) | cost | rate (Hz, raw) |\n\
+             |---|---|---|---|---|---|---|\n"
+        ));
+        for (what, l) in rows {
+            let target = super::levels::sensitivity_target(&l.level).unwrap_or("?");
+            let at = if what == "bits" {
+                format!("{} bits", l.value)
+            } else {
+                format!("sigma {}", l.value)
+            };
+            s.push_str(&format!(
+                "| {target} | {what} | {at} | {} | {} | {:.3} | {} |
+",
+                q(&l.accuracy),
+                q(&l.accuracy_recalibrated),
+                base - l.accuracy_recalibrated.median,
+                q(&l.mean_rate_hz)
             ));
         }
         s.push('\n');
@@ -210,6 +324,38 @@ fn plots(stage: &StagedDir, o: &StudyOutcome, rows: &[InstanceRow]) -> Result<()
             &stage.join(&format!("plots/{file}")),
             title,
             x_label,
+            "accuracy per instance",
+            &raw,
+            Some(("raw", "recalibrated", &recal)),
+        )?;
+    }
+    // the sensitivity chart: one box per imperfection, raw and recalibrated
+    let by_target = |f: &dyn Fn(&InstanceRow) -> f64| -> Vec<(String, Vec<f64>)> {
+        let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.network == first && (r.kind == "only_mismatch" || r.kind == "only_bits"))
+        {
+            let t = super::levels::sensitivity_target(&r.level).unwrap_or("?");
+            let label = if r.kind == "only_bits" {
+                format!("{t} {}b", r.value)
+            } else {
+                t.to_string()
+            };
+            match groups.iter_mut().find(|g| g.0 == label) {
+                Some(g) => g.1.push(f(r)),
+                None => groups.push((label, vec![f(r)])),
+            }
+        }
+        groups
+    };
+    let raw = by_target(&|r| r.accuracy);
+    if !raw.is_empty() {
+        let recal = by_target(&|r| r.accuracy_recalibrated);
+        crate::report::plot::boxes(
+            &stage.join("plots/sensitivity.png"),
+            "One imperfection at a time",
+            "mismatched parameter (sigma) / quantised matrix (bits)",
             "accuracy per instance",
             &raw,
             Some(("raw", "recalibrated", &recal)),

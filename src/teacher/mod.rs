@@ -1,6 +1,7 @@
 //! The rate-RNN teacher (docs/design.md §3): burn model, BPTT training, the plain-Rust forward
 //! pass the spiking network learns from, and the `teacher` stage that writes `DIR/teacher/`.
 
+pub mod ceiling;
 pub mod model;
 pub mod train;
 pub mod weights;

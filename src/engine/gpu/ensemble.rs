@@ -306,14 +306,8 @@ impl Engine for GpuEngine {
 
     fn simulate(&self, job: &EnsembleJob) -> Result<EnsembleOutput, EngineError> {
         validate_job(job)?;
-        let qnet;
-        let net = match job.perturbation.bits {
-            Some(b) => {
-                qnet = job.net.quantized(b);
-                &qnet
-            }
-            None => job.net,
-        };
+        let nominal = job.perturbation.nominal(job.net);
+        let net: &crate::snn::Network = &nominal;
         let lay = Layout::new(job);
         let (n, nq, nc, n_out, steps) = (lay.n, lay.nq, lay.nc, lay.n_out, lay.steps);
         let n_inst = job.instances.len();

@@ -20,7 +20,7 @@
 //! [`context`]: the device; [`dispatch`]: the plan of K and the dispatch loop (both kernels);
 //! `layout`: the ensemble kernel's buffers, packing and read-back; [`ensemble`]: the engine;
 //! [`shaders`]: the sources as the pipelines compile them. The learning kernel's host side is
-//! [`crate::learn::gpu`].
+//! `learn/gpu.rs`.
 
 pub mod context;
 pub mod dispatch;
