@@ -172,6 +172,49 @@ pub struct TrainingConfig {
     pub qat_scope: crate::snn::QuantScope,
     /// Training trials between re-quantisations of the shadow W_slow.
     pub qat_interval: usize,
+    /// Mismatch-ensemble training (`[training.robust]`).
+    pub robust: RobustTraining,
+}
+
+/// Mismatch-ensemble training of the local rule (docs/design.md §2): every training trial runs
+/// on `instances` freshly drawn simulated chips from the same W_slow, and W_slow moves by the
+/// mean of their updates.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RobustTraining {
+    /// Chips per training trial (0: off, the plain rule on the nominal network).
+    pub instances: usize,
+    /// Mismatch sigma of the training chips (paper mode unless `full`) ...
+    pub sigma: f32,
+    /// ... reached from this sigma over the first `ramp` fraction of the training trials.
+    pub sigma_start: f32,
+    pub ramp: f32,
+    /// Full-mode mismatch (W_fast, tau_fast, tau_out too).
+    pub full: bool,
+    /// Fraction of each trial's chips that are the nominal network.
+    pub nominal_share: f32,
+    /// Membrane noise of the training chips (units of V_th - V_reset).
+    pub noise: f32,
+    /// Fraction of silenced neurons on the training chips.
+    pub silence: f32,
+    /// A chip whose rate in the trial exceeds this (Hz) is left out of the mean (0: none).
+    pub max_rate_hz: f32,
+}
+
+impl Default for RobustTraining {
+    fn default() -> Self {
+        Self {
+            instances: 0,
+            sigma: 0.2,
+            sigma_start: 0.05,
+            ramp: 0.25,
+            full: false,
+            nominal_share: 0.125,
+            noise: 0.0,
+            silence: 0.0,
+            max_rate_hz: 100.0,
+        }
+    }
 }
 
 impl Default for TrainingConfig {
@@ -189,6 +232,7 @@ impl Default for TrainingConfig {
             qat_bits: 0,
             qat_scope: crate::snn::QuantScope::All,
             qat_interval: 1,
+            robust: RobustTraining::default(),
         }
     }
 }
@@ -455,6 +499,28 @@ impl Config {
             ));
         }
         positive(&mut p, "training.qat_interval", r.qat_interval as f64);
+        let rb = &r.robust;
+        for (key, v) in [
+            ("training.robust.sigma", rb.sigma),
+            ("training.robust.sigma_start", rb.sigma_start),
+            ("training.robust.noise", rb.noise),
+            ("training.robust.max_rate_hz", rb.max_rate_hz),
+        ] {
+            non_negative(&mut p, key, v as f64);
+        }
+        for (key, v) in [
+            ("training.robust.ramp", rb.ramp),
+            ("training.robust.nominal_share", rb.nominal_share),
+            ("training.robust.silence", rb.silence),
+        ] {
+            in_unit(&mut p, key, v as f64);
+        }
+        if rb.instances > 0 && r.qat_bits > 0 {
+            p.push(
+                "training.robust.instances and training.qat_bits cannot be combined yet: choose one"
+                    .to_string(),
+            );
+        }
 
         let e = &self.evaluation;
         positive(&mut p, "evaluation.test_trials", e.test_trials as f64);

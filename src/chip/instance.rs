@@ -204,6 +204,9 @@ pub struct Instance {
     /// Mismatched decoder, Nc x N.
     pub d: Vec<f32>,
     /// Per-synapse relative sigma of D (the GPU regenerates D's factors from it).
+    /// Sigma of the input synapses F (already folded into `input_proj`).
+    #[serde(default)]
+    pub w_in_sigma: f32,
     pub d_sigma: f32,
     /// Per-synapse relative sigma of W_slow (0 = nominal).
     pub w_slow_sigma: f32,
@@ -296,10 +299,35 @@ impl Instance {
             input_proj,
             d,
             d_sigma: cv.d,
+            w_in_sigma: cv.w_in,
             w_slow_sigma: cv.w_slow,
             w_fast_sigma: cv.w_fast,
             noise_std: pert.noise.max(0.0) * (p.v_th - p.v_reset),
         }
+    }
+
+    /// This chip's encoder F (N x Nc): the nominal F times the same W_F factors that its
+    /// `input_proj` was folded from (what a neuron physically receives as feedback F e).
+    pub fn effective_f(&self, net: &Network) -> Vec<f32> {
+        let nc = net.nc;
+        let mut out = net.f.clone();
+        if self.w_in_sigma > 0.0 && nc > 0 {
+            let mut row = vec![0f32; nc];
+            for (i, chunk) in out.chunks_mut(nc).enumerate() {
+                rng::fill_factors_row(
+                    self.seed,
+                    self.index,
+                    Stream::W_F,
+                    i as u32,
+                    self.w_in_sigma,
+                    &mut row,
+                );
+                for (x, fac) in chunk.iter_mut().zip(&row) {
+                    *x *= fac;
+                }
+            }
+        }
+        out
     }
 
     /// The mismatch sigma of the recurrent matrix whose factors come from `stream`

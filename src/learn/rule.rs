@@ -13,10 +13,11 @@
 
 use rayon::prelude::*;
 
+use crate::chip::Instance;
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
-use crate::engine::lif_step::{NeuronConsts, State, StepWeights, step};
+use crate::engine::lif_step::{NeuronConsts, NoiseKey, State, StepWeights, step};
 use crate::engine::transpose;
 use crate::snn::Network;
 
@@ -44,6 +45,8 @@ pub struct Trainer {
     fast: bool,
     d_t: Vec<f32>,
     input_proj_t: Vec<f32>,
+    /// Membrane noise keys (a chip with noise; None on the nominal network).
+    noise: Option<NoiseKey>,
 }
 
 impl Trainer {
@@ -70,6 +73,35 @@ impl Trainer {
             fast: net.w_fast.iter().any(|&w| w != 0.0),
             d_t: transpose(&net.d, nc, n),
             input_proj_t: transpose(&net.input_projection(), n, net.n_in),
+            consts,
+            noise: None,
+        })
+    }
+
+    /// A trainer for trial `trial_index` on chip `inst` of `net`: the chip's neuron constants,
+    /// decoder, input projection, initial V and membrane noise (its recurrent weights and its F
+    /// are passed to [`Trainer::forward_with`]).
+    pub fn on_chip(net: &Network, inst: &Instance, trial_index: u32) -> Result<Self, EngineError> {
+        net.validate_shapes()?;
+        let (n, nc) = (net.n, net.nc);
+        let consts = NeuronConsts::from_instance(net, inst);
+        let mut state = State::new(n, nc);
+        let mut v0 = vec![0f32; n];
+        inst.initial_v(net.params.v_reset, trial_index, &mut v0);
+        state.reset(&v0);
+        Ok(Trainer {
+            state,
+            err: vec![0.0; nc],
+            fe: vec![0.0; n],
+            t: 0,
+            fast: net.w_fast.iter().any(|&w| w != 0.0),
+            d_t: transpose(&inst.d, nc, n),
+            input_proj_t: transpose(&inst.input_proj, n, net.n_in),
+            noise: (inst.noise_std > 0.0).then_some(NoiseKey {
+                seed: inst.seed,
+                instance: inst.index,
+                trial: trial_index,
+            }),
             consts,
         })
     }
@@ -98,22 +130,43 @@ impl Trainer {
 
     /// The network step, e = x - x~, F e and the next feedback current k F e.
     fn forward(&mut self, net: &Network, input_t: &[f32], target_t: &[f32], k: f32) {
-        let nc = net.nc;
+        self.forward_with(&net.w_fast, &net.w_slow, &net.f, input_t, target_t, k);
+    }
+
+    /// [`Trainer::forward`] with explicit recurrent weights (`[pre][post]`) and encoder F
+    /// (N x Nc): a chip's effective ones.
+    pub fn forward_with(
+        &mut self,
+        w_fast: &[f32],
+        w_slow: &[f32],
+        f: &[f32],
+        input_t: &[f32],
+        target_t: &[f32],
+        k: f32,
+    ) {
+        let nc = self.err.len();
         {
             let w = StepWeights {
-                w_fast: self.fast.then_some(&net.w_fast[..]),
-                w_slow: Some(&net.w_slow),
+                w_fast: self.fast.then_some(w_fast),
+                w_slow: Some(w_slow),
                 d_t: &self.d_t,
                 input_proj_t: &self.input_proj_t,
             };
-            step(&self.consts, &w, &mut self.state, input_t, self.t, None);
+            step(
+                &self.consts,
+                &w,
+                &mut self.state,
+                input_t,
+                self.t,
+                self.noise.as_ref(),
+            );
         }
         self.t += 1;
         for ((e, &x), &xh) in self.err.iter_mut().zip(target_t).zip(&self.state.x_hat) {
             *e = x - xh;
         }
         for (i, fe) in self.fe.iter_mut().enumerate() {
-            let row = &net.f[i * nc..(i + 1) * nc];
+            let row = &f[i * nc..(i + 1) * nc];
             *fe = row.iter().zip(&self.err).map(|(a, b)| a * b).sum();
         }
         for (fb, &fe) in self.state.i_fb.iter_mut().zip(&self.fe) {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rule::{TrainTrialStats, reconstruction_error, train_trial, train_trial_shadow};
 use crate::chip::Perturbation;
-use crate::config::TrainingConfig;
+use crate::config::{RobustTraining, TrainingConfig};
 use crate::engine::gpu::context::GpuContext;
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record};
 use crate::learn::GpuTrainer;
@@ -172,6 +172,8 @@ enum Rule {
     Gpu(Box<GpuTrainer>),
     /// Quantisation-aware training on the CPU.
     CpuQat(Qat),
+    /// Mismatch-ensemble training on the CPU: the config and the total number of trials.
+    CpuEnsemble(RobustTraining, usize),
 }
 
 /// Quantisation-aware training (docs/design.md §2): the fixed matrices of the scope (F, D,
@@ -247,6 +249,32 @@ impl Rule {
                 .zip(seeds)
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
                 .collect(),
+            Rule::CpuEnsemble(r, total) => nets
+                .par_iter_mut()
+                .zip(trials)
+                .zip(seeds)
+                .map(|((net, (input, x)), &seed)| {
+                    let sigma = super::ensemble::sigma_at(r, index as usize, *total);
+                    let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
+                    let runs = super::ensemble::train_trial_ensemble(
+                        net,
+                        &chips,
+                        input,
+                        x,
+                        k,
+                        eta,
+                        index,
+                        r.max_rate_hz,
+                    )?;
+                    // the figures of the trial: the mean over its chips
+                    let m = runs.len().max(1) as f32;
+                    Ok(TrainTrialStats {
+                        spikes: runs.iter().map(|c| c.stats.spikes).sum(),
+                        mean_rate_hz: runs.iter().map(|c| c.stats.mean_rate_hz).sum::<f32>() / m,
+                        recon_error: runs.iter().map(|c| c.stats.recon_error).sum::<f32>() / m,
+                    })
+                })
+                .collect(),
             Rule::CpuQat(q) if !q.w_slow => nets
                 .par_iter_mut()
                 .zip(trials)
@@ -278,7 +306,7 @@ impl Rule {
     /// Bring the networks' W_slow up to date on the host.
     fn sync(&self, nets: &mut [Network]) -> Result<(), EngineError> {
         match self {
-            Rule::Cpu | Rule::CpuQat(_) => Ok(()),
+            Rule::Cpu | Rule::CpuQat(_) | Rule::CpuEnsemble(..) => Ok(()),
             Rule::Gpu(tr) => tr.download(nets),
         }
     }
@@ -365,7 +393,17 @@ pub fn train_networks(
                     .into(),
             ));
         }
+        (Some(_), _) if cfg.robust.instances > 0 => {
+            return Err(other(
+                "training.robust: mismatch-ensemble training runs on the CPU trainer for now \
+                 (use --backend cpu for the network stage)"
+                    .into(),
+            ));
+        }
         (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
+        (None, 0) if cfg.robust.instances > 0 => {
+            Rule::CpuEnsemble(cfg.robust.clone(), cfg.epochs * cfg.samples_per_epoch)
+        }
         (None, 0) => Rule::Cpu,
         (None, _) => Rule::CpuQat(Qat::new(cfg, &nets)),
     };

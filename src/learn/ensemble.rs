@@ -1,0 +1,342 @@
+//! Mismatch-ensemble training of the local rule (docs/design.md §2): each training trial runs on
+//! E freshly drawn simulated chips, all from the same W_slow; each chip has its own neuron
+//! constants, decoder, encoder (its feedback F e), effective W_slow (and W_fast in full mode),
+//! noise and silenced neurons, and its own error and updates. W_slow then moves by the mean of
+//! the E updates, so the rule descends the tracking error expected over chips rather than on the
+//! one nominal chip (`../shared/reference/robustness.md` P3).
+
+use rayon::prelude::*;
+
+use super::rule::{TrainTrialStats, Trainer, reconstruction_error};
+use crate::chip::rng::Stream;
+use crate::chip::{Instance, MismatchMode, Perturbation};
+use crate::config::RobustTraining;
+use crate::engine::EngineError;
+use crate::snn::Network;
+
+/// Training chips are drawn with the run's seed mixed with this, so that they never coincide
+/// with the study's test or validation chips (which use the seed itself).
+pub const TRAIN_CHIP_KEY: u64 = 0x7261_696e_6368_6970;
+
+/// What one chip did in an ensemble trial.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChipTrial {
+    pub index: u32,
+    pub stats: TrainTrialStats,
+    /// Its update was left out (its rate ran above `max_rate_hz`).
+    pub skipped: bool,
+}
+
+/// The perturbation of training chip `e` of a trial at mismatch `sigma`: the first
+/// `nominal` chips are the nominal network (no mismatch, noise or silencing).
+pub fn chip_perturbation(r: &RobustTraining, sigma: f32, e: usize, nominal: usize) -> Perturbation {
+    if e < nominal {
+        return Perturbation::default();
+    }
+    Perturbation {
+        mismatch: sigma,
+        mode: if r.full {
+            MismatchMode::Full
+        } else {
+            MismatchMode::Paper
+        },
+        noise: r.noise,
+        silence: r.silence,
+        ..Perturbation::default()
+    }
+}
+
+/// Mismatch sigma of the training chips after `done` of `total` training trials: from
+/// `sigma_start` up to `sigma` over the first `ramp` fraction of training, then constant.
+pub fn sigma_at(r: &RobustTraining, done: usize, total: usize) -> f32 {
+    let ramp = (r.ramp * total as f32).max(0.0);
+    if ramp <= 0.0 || done as f32 >= ramp {
+        return r.sigma;
+    }
+    r.sigma_start + (r.sigma - r.sigma_start) * done as f32 / ramp
+}
+
+/// The chips of training trial `trial` (global sample index) of the network with seed `seed`.
+pub fn draw_chips(
+    net: &Network,
+    r: &RobustTraining,
+    seed: u64,
+    trial: u32,
+    sigma: f32,
+) -> Vec<Instance> {
+    let e_n = r.instances;
+    let nominal = (r.nominal_share * e_n as f32).round() as usize;
+    (0..e_n)
+        .map(|e| {
+            let p = chip_perturbation(r, sigma, e, nominal);
+            let index = trial.wrapping_mul(e_n as u32).wrapping_add(e as u32);
+            Instance::draw(net, &p, seed ^ TRAIN_CHIP_KEY, index)
+        })
+        .collect()
+}
+
+/// One trial of the rule on `chip`, from `net`'s W_slow: the chip's run and its update
+/// dW = sum_t eta r (F_chip e)ᵀ (diagonal 0), applied online to the chip's own effective W_slow
+/// (nominal + dW, times the chip's factors) as it runs.
+pub fn chip_update(
+    net: &Network,
+    chip: &Instance,
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    trial_index: u32,
+) -> Result<(Vec<f32>, TrainTrialStats), EngineError> {
+    let (n, nc, c) = (net.n, net.nc, net.n_in);
+    let steps = input.len() / c.max(1);
+    // the chip's recurrent weights: effective W_slow = W_slow o G (G its factors)
+    let mut factors = vec![1f32; n * n];
+    if chip.factor_sigma(Stream::W_SLOW) > 0.0 {
+        for (pre, row) in factors.chunks_mut(n).enumerate() {
+            chip.fill_factors(Stream::W_SLOW, pre as u32, row);
+        }
+    }
+    let mut eff: Vec<f32> = net
+        .w_slow
+        .iter()
+        .zip(&factors)
+        .map(|(w, g)| w * g)
+        .collect();
+    let mut w_fast = net.w_fast.clone();
+    if chip.factor_sigma(Stream::W_FAST) > 0.0 {
+        chip.effective_recurrent(Stream::W_FAST, &net.w_fast, &mut w_fast);
+    }
+    let f = chip.effective_f(net);
+    let mut delta = vec![0f32; n * n];
+    let mut tr = Trainer::on_chip(net, chip, trial_index)?;
+    let mut x_hat = vec![0f32; steps * nc];
+    let mut spikes = 0u64;
+    for t in 0..steps {
+        tr.forward_with(
+            &w_fast,
+            &eff,
+            &f,
+            &input[t * c..(t + 1) * c],
+            &target_x[t * nc..(t + 1) * nc],
+            k,
+        );
+        spikes += tr.state.spikes.len() as u64;
+        x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
+        if eta == 0.0 {
+            continue;
+        }
+        for pre in 0..n {
+            let a = eta * tr.state.r[pre];
+            if a == 0.0 {
+                continue;
+            }
+            let row = pre * n..(pre + 1) * n;
+            for ((d, e), (&g, &fe)) in delta[row.clone()]
+                .iter_mut()
+                .zip(&mut eff[row.clone()])
+                .zip(factors[row].iter().zip(&tr.fe))
+            {
+                let dw = a * fe;
+                *d += dw;
+                *e += dw * g;
+            }
+            delta[pre * n + pre] = 0.0;
+            eff[pre * n + pre] = 0.0;
+        }
+    }
+    let secs = steps as f32 * net.params.dt_s();
+    let stats = TrainTrialStats {
+        spikes,
+        mean_rate_hz: if steps == 0 {
+            0.0
+        } else {
+            spikes as f32 / (n as f32 * secs)
+        },
+        recon_error: reconstruction_error(target_x, &x_hat, nc),
+    };
+    Ok((delta, stats))
+}
+
+/// One ensemble trial: every chip runs the trial from the same W_slow (in parallel), and
+/// `W_slow += mean of their updates` over the chips whose rate stayed at or below
+/// `max_rate_hz` (0: no limit). The diagonal stays 0.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial_ensemble(
+    net: &mut Network,
+    chips: &[Instance],
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    trial_index: u32,
+    max_rate_hz: f32,
+) -> Result<Vec<ChipTrial>, EngineError> {
+    let c = net.n_in.max(1);
+    if !input.len().is_multiple_of(c) || target_x.len() != (input.len() / c) * net.nc {
+        return Err(EngineError::Shape {
+            what: "ensemble training trial (T x C input, T x Nc target)".into(),
+            expected: (input.len() / c) * net.nc,
+            got: target_x.len(),
+        });
+    }
+    let runs: Vec<(Vec<f32>, TrainTrialStats)> = chips
+        .par_iter()
+        .map(|chip| chip_update(net, chip, input, target_x, k, eta, trial_index))
+        .collect::<Result<_, _>>()?;
+    let keep = |s: &TrainTrialStats| max_rate_hz <= 0.0 || s.mean_rate_hz <= max_rate_hz;
+    let kept = runs.iter().filter(|r| keep(&r.1)).count();
+    if kept > 0 {
+        let scale = 1.0 / kept as f32;
+        let n = net.n;
+        for (i, w) in net.w_slow.iter_mut().enumerate() {
+            if i / n == i % n {
+                continue;
+            }
+            let sum: f32 = runs.iter().filter(|r| keep(&r.1)).map(|r| r.0[i]).sum();
+            *w += scale * sum;
+        }
+    }
+    Ok(chips
+        .iter()
+        .zip(runs)
+        .map(|(chip, (_, stats))| ChipTrial {
+            index: chip.index,
+            skipped: !keep(&stats),
+            stats,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snn::SnnParams;
+
+    fn setup() -> (Network, Vec<f32>, Vec<f32>) {
+        let p = SnnParams {
+            n: 24,
+            ..Default::default()
+        };
+        let nc = 4;
+        let w_in: Vec<f32> = (0..nc).map(|k| (k as f32 * 0.7).sin() * 3.0).collect();
+        let w_out: Vec<f32> = (0..nc).map(|k| (k as f32 * 1.3).cos()).collect();
+        let mut net = Network::init(p, w_in, w_out, nc, 1, 1, 3).unwrap();
+        // a nonzero W_slow so that its mismatch matters
+        for (i, w) in net.w_slow.iter_mut().enumerate() {
+            if i / 24 != i % 24 {
+                *w = ((i as f32) * 0.37).sin() * 0.02;
+            }
+        }
+        let steps = 200;
+        let input: Vec<f32> = (0..steps)
+            .map(|t| if (40..90).contains(&t) { 1.0 } else { 0.0 })
+            .collect();
+        let target: Vec<f32> = (0..steps * nc)
+            .map(|i| ((i / nc) as f32 * 0.03 + (i % nc) as f32).sin() * 0.5)
+            .collect();
+        (net, input, target)
+    }
+
+    fn robust(e: usize) -> RobustTraining {
+        RobustTraining {
+            instances: e,
+            sigma: 0.2,
+            sigma_start: 0.2,
+            nominal_share: 0.0,
+            noise: 0.02,
+            ..RobustTraining::default()
+        }
+    }
+
+    /// The averaged update equals the mean of the per-chip updates, each computed alone from
+    /// the same W_slow.
+    #[test]
+    fn the_ensemble_update_is_the_mean_of_the_updates_one_by_one() {
+        let (net, input, target) = setup();
+        let chips = draw_chips(&net, &robust(3), 1, 7, 0.2);
+        let (eta, k) = (1e-4, 50.0);
+        let mut together = net.clone();
+        train_trial_ensemble(&mut together, &chips, &input, &target, k, eta, 7, 0.0).unwrap();
+        let mut mean = vec![0f64; net.n * net.n];
+        // f32 rounding scale of each entry: |w0| + sum of the chips' |dW|
+        let mut scale: Vec<f64> = net.w_slow.iter().map(|w| w.abs() as f64).collect();
+        for chip in &chips {
+            let mut alone = net.clone();
+            train_trial_ensemble(
+                &mut alone,
+                std::slice::from_ref(chip),
+                &input,
+                &target,
+                k,
+                eta,
+                7,
+                0.0,
+            )
+            .unwrap();
+            for ((m, sc), (a, w0)) in mean
+                .iter_mut()
+                .zip(&mut scale)
+                .zip(alone.w_slow.iter().zip(&net.w_slow))
+            {
+                *m += (a - w0) as f64 / chips.len() as f64;
+                *sc += ((a - w0) as f64).abs();
+            }
+        }
+        let mut moved = 0;
+        for (i, (&t, &w0)) in together.w_slow.iter().zip(&net.w_slow).enumerate() {
+            let want = w0 as f64 + mean[i];
+            // the sums run in f32 in another order: a few ulps of the largest term
+            let tol = 8.0 * f32::EPSILON as f64 * scale[i] + 1e-12;
+            assert!(
+                (t as f64 - want).abs() <= tol,
+                "{i}: {t} vs {want} (tol {tol})"
+            );
+            moved += (t != w0) as usize;
+        }
+        assert!(moved > net.n, "the trial changed W_slow");
+        for i in 0..net.n {
+            assert_eq!(together.w_slow[i * net.n + i], 0.0);
+        }
+    }
+
+    #[test]
+    fn chips_differ_are_reproducible_and_the_nominal_share_is_nominal() {
+        let (net, _, _) = setup();
+        let r = RobustTraining {
+            nominal_share: 0.25,
+            ..robust(4)
+        };
+        let a = draw_chips(&net, &r, 1, 3, 0.2);
+        assert_eq!(a, draw_chips(&net, &r, 1, 3, 0.2));
+        assert_ne!(a[1].tau_mem, a[2].tau_mem);
+        assert!(
+            a[0].tau_mem
+                .iter()
+                .all(|&t| t == net.params.tau_mem_ms * 1e-3)
+        );
+        assert_ne!(a, draw_chips(&net, &r, 1, 4, 0.2));
+        // the ramp
+        let r = RobustTraining {
+            sigma_start: 0.05,
+            sigma: 0.25,
+            ramp: 0.5,
+            ..robust(2)
+        };
+        assert_eq!(sigma_at(&r, 0, 100), 0.05);
+        assert!((sigma_at(&r, 25, 100) - 0.15).abs() < 1e-6);
+        assert_eq!(sigma_at(&r, 50, 100), 0.25);
+        assert_eq!(sigma_at(&r, 99, 100), 0.25);
+    }
+
+    #[test]
+    fn a_runaway_chip_is_left_out() {
+        let (net, input, target) = setup();
+        let chips = draw_chips(&net, &robust(2), 1, 7, 0.2);
+        let mut w = net.clone();
+        let out =
+            train_trial_ensemble(&mut w, &chips, &input, &target, 50.0, 1e-4, 7, 1e-3).unwrap();
+        // every chip fires above 0.001 Hz: all left out, nothing moves
+        assert!(out.iter().all(|c| c.skipped));
+        assert_eq!(w.w_slow, net.w_slow);
+    }
+}
