@@ -36,6 +36,10 @@ pub struct XorParams {
     pub response_end_ms: f32,
     /// Minimum |output| in the window for the network to have made a decision.
     pub decision_threshold: f32,
+    /// Moving-average smoothing of the output before the decision, `y_s[t] = alpha y_s[t-1] +
+    /// (1 - alpha) y[t]` (the reference's XOR scripts use alpha = 0.95); 0: none. It changes the
+    /// decision only, never the output itself.
+    pub decision_smoothing: f32,
 }
 
 impl Default for XorParams {
@@ -50,6 +54,7 @@ impl Default for XorParams {
             response_start_ms: 50.0,
             response_end_ms: 300.0,
             decision_threshold: 0.5,
+            decision_smoothing: 0.0,
         }
     }
 }
@@ -76,6 +81,12 @@ impl XorParams {
         finite_nonneg("target_sigma_ms", self.target_sigma_ms)?;
         finite_nonneg("min_gap_ms", self.min_gap_ms)?;
         finite_nonneg("response_start_ms", self.response_start_ms)?;
+        if !(0.0..1.0).contains(&self.decision_smoothing) {
+            return Err(format!(
+                "decision_smoothing must be in [0, 1), got {}",
+                self.decision_smoothing
+            ));
+        }
         if !(self.min_pulse_ms.is_finite() && self.min_pulse_ms >= 1.0) {
             return Err(format!(
                 "min_pulse_ms must be >= 1, got {}",
@@ -239,6 +250,14 @@ impl Task for XorTask {
     /// The sign of the largest-magnitude output sample in the window, if it reaches the threshold.
     fn decide(&self, trial: &Trial, output: &[f32]) -> Option<i32> {
         let outs = trial.outputs.max(1);
+        let alpha = self.params.decision_smoothing;
+        let smoothed;
+        let output = if alpha > 0.0 {
+            smoothed = smooth(output, outs, alpha);
+            &smoothed[..]
+        } else {
+            output
+        };
         let (a, b) = trial.window;
         let mut best = 0.0f32;
         let mut best_v = 0.0f32;
@@ -262,9 +281,71 @@ impl Task for XorTask {
     }
 }
 
+/// `y_s[t] = alpha y_s[t-1] + (1 - alpha) y[t]` per output channel, from y_s[-1] = 0.
+fn smooth(y: &[f32], outs: usize, alpha: f32) -> Vec<f32> {
+    let mut s = vec![0f32; y.len()];
+    let mut prev = vec![0f32; outs];
+    for (row, out) in y.chunks(outs).zip(s.chunks_mut(outs)) {
+        for ((p, &v), o) in prev.iter_mut().zip(row).zip(out) {
+            *p = alpha * *p + (1.0 - alpha) * v;
+            *o = *p;
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smoothing_changes_only_the_decision() {
+        let plain = task();
+        let sm = XorTask::new(
+            XorParams {
+                decision_smoothing: 0.95,
+                ..XorParams::default()
+            },
+            42,
+        );
+        let (a, b) = (plain.trial(Split::Test, 3), sm.trial(Split::Test, 3));
+        assert_eq!(
+            (&a.input, &a.target, a.label),
+            (&b.input, &b.target, b.label)
+        );
+        // a right answer of 0.8 with a 3-step wrong-sign glitch of -2 at its start
+        let tr = plain.trial_from([1, 1], [0, 200], [100, 100]);
+        let mut out = vec![0.0f32; tr.steps];
+        for v in &mut out[tr.window.0 - 100..tr.window.1] {
+            *v = -0.8;
+        }
+        for v in &mut out[tr.window.0..tr.window.0 + 3] {
+            *v = 2.0;
+        }
+        let sm = XorTask::new(
+            XorParams {
+                decision_smoothing: 0.95,
+                ..XorParams::default()
+            },
+            42,
+        );
+        assert_eq!(
+            plain.decide(&tr, &out),
+            Some(1),
+            "the glitch wins without smoothing"
+        );
+        assert_eq!(
+            sm.decide(&tr, &out),
+            Some(-1),
+            "the moving average removes it"
+        );
+        // by hand: one step of the average from 0 is (1 - alpha) y
+        assert!((smooth(&[2.0], 1, 0.95)[0] - 0.1).abs() < 1e-6);
+        assert_eq!(smooth(&[1.0, 2.0], 1, 0.0), vec![1.0, 2.0]);
+        let mut p = XorParams::default();
+        p.decision_smoothing = 1.0;
+        assert!(p.validate().unwrap_err().contains("decision_smoothing"));
+    }
 
     fn task() -> XorTask {
         XorTask::new(XorParams::default(), 42)
