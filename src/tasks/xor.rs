@@ -342,8 +342,10 @@ mod tests {
         // by hand: one step of the average from 0 is (1 - alpha) y
         assert!((smooth(&[2.0], 1, 0.95)[0] - 0.1).abs() < 1e-6);
         assert_eq!(smooth(&[1.0, 2.0], 1, 0.0), vec![1.0, 2.0]);
-        let mut p = XorParams::default();
-        p.decision_smoothing = 1.0;
+        let p = XorParams {
+            decision_smoothing: 1.0,
+            ..XorParams::default()
+        };
         assert!(p.validate().unwrap_err().contains("decision_smoothing"));
     }
 
