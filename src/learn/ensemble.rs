@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::rule::{TrainTrialStats, Trainer, reconstruction_error};
+use super::rule::{TrainTrialStats, Trainer};
 use crate::chip::rng::Stream;
 use crate::chip::{Instance, MismatchMode, Perturbation};
 use crate::config::RobustTraining;
@@ -144,17 +144,10 @@ pub fn chip_update(
             eff[pre * n + pre] = 0.0;
         }
     }
-    let secs = steps as f32 * net.params.dt_s();
-    let stats = TrainTrialStats {
-        spikes,
-        mean_rate_hz: if steps == 0 {
-            0.0
-        } else {
-            spikes as f32 / (n as f32 * secs)
-        },
-        recon_error: reconstruction_error(target_x, &x_hat, nc),
-    };
-    Ok((delta, stats))
+    Ok((
+        delta,
+        TrainTrialStats::of_trial(net, spikes, steps, target_x, &x_hat),
+    ))
 }
 
 /// One ensemble trial: every chip runs the trial from the same W_slow (in parallel), and

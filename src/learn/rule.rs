@@ -54,7 +54,6 @@ impl Trainer {
         net.validate_shapes()?;
         let (n, nc) = (net.n, net.nc);
         let consts = NeuronConsts::nominal(net);
-        let mut state = State::new(n, nc);
         let mut v0 = vec![0f32; n];
         initial_v(
             seed,
@@ -64,18 +63,37 @@ impl Trainer {
             &consts.v_th,
             &mut v0,
         );
-        state.reset(&v0);
-        Ok(Trainer {
+        let (d_t, proj_t) = (
+            transpose(&net.d, nc, n),
+            transpose(&net.input_projection(), n, net.n_in),
+        );
+        Ok(Trainer::with_parts(net, consts, &v0, d_t, proj_t, None))
+    }
+
+    /// The trainer of one trial from its parts: constants, initial V, decoder Dᵀ (N x Nc),
+    /// input projection transposed (C x N) and the noise keys.
+    fn with_parts(
+        net: &Network,
+        consts: NeuronConsts,
+        v0: &[f32],
+        d_t: Vec<f32>,
+        input_proj_t: Vec<f32>,
+        noise: Option<NoiseKey>,
+    ) -> Self {
+        let (n, nc) = (net.n, net.nc);
+        let mut state = State::new(n, nc);
+        state.reset(v0);
+        Trainer {
             state,
             err: vec![0.0; nc],
             fe: vec![0.0; n],
             t: 0,
             fast: net.w_fast.iter().any(|&w| w != 0.0),
-            d_t: transpose(&net.d, nc, n),
-            input_proj_t: transpose(&net.input_projection(), n, net.n_in),
+            d_t,
+            input_proj_t,
             consts,
-            noise: None,
-        })
+            noise,
+        }
     }
 
     /// A trainer for trial `trial_index` on chip `inst` of `net`: the chip's neuron constants,
@@ -85,25 +103,18 @@ impl Trainer {
         net.validate_shapes()?;
         let (n, nc) = (net.n, net.nc);
         let consts = NeuronConsts::from_instance(net, inst);
-        let mut state = State::new(n, nc);
         let mut v0 = vec![0f32; n];
         inst.initial_v(net.params.v_reset, trial_index, &mut v0);
-        state.reset(&v0);
-        Ok(Trainer {
-            state,
-            err: vec![0.0; nc],
-            fe: vec![0.0; n],
-            t: 0,
-            fast: net.w_fast.iter().any(|&w| w != 0.0),
-            d_t: transpose(&inst.d, nc, n),
-            input_proj_t: transpose(&inst.input_proj, n, net.n_in),
-            noise: (inst.noise_std > 0.0).then_some(NoiseKey {
-                seed: inst.seed,
-                instance: inst.index,
-                trial: trial_index,
-            }),
-            consts,
-        })
+        let noise = (inst.noise_std > 0.0).then_some(NoiseKey {
+            seed: inst.seed,
+            instance: inst.index,
+            trial: trial_index,
+        });
+        let (d_t, proj_t) = (
+            transpose(&inst.d, nc, n),
+            transpose(&inst.input_proj, n, net.n_in),
+        );
+        Ok(Trainer::with_parts(net, consts, &v0, d_t, proj_t, noise))
     }
 
     /// One training step: network step (with the feedback current of the previous step), then
@@ -256,7 +267,7 @@ fn run_trial(
     trial_index: u32,
 ) -> Result<TrainTrialStats, EngineError> {
     net.validate_shapes()?;
-    let (n, nc, c) = (net.n, net.nc, net.n_in);
+    let (nc, c) = (net.nc, net.n_in);
     if c == 0 || !input.len().is_multiple_of(c) {
         return Err(EngineError::Shape {
             what: "training input (T x C)".into(),
@@ -289,16 +300,32 @@ fn run_trial(
         spikes += tr.state.spikes.len() as u64;
         x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
     }
-    let secs = steps as f32 * net.params.dt_s();
-    Ok(TrainTrialStats {
-        spikes,
-        mean_rate_hz: if steps == 0 {
-            0.0
-        } else {
-            spikes as f32 / (n as f32 * secs)
-        },
-        recon_error: reconstruction_error(target_x, &x_hat, nc),
-    })
+    Ok(TrainTrialStats::of_trial(
+        net, spikes, steps, target_x, &x_hat,
+    ))
+}
+
+impl TrainTrialStats {
+    /// The figures of one trial of `steps` steps of `net` with `spikes` spikes in all and the
+    /// decoded x~ (T x Nc) against the teacher's x.
+    pub fn of_trial(
+        net: &Network,
+        spikes: u64,
+        steps: usize,
+        target_x: &[f32],
+        x_hat: &[f32],
+    ) -> Self {
+        let secs = steps as f32 * net.params.dt_s();
+        TrainTrialStats {
+            spikes,
+            mean_rate_hz: if steps == 0 {
+                0.0
+            } else {
+                spikes as f32 / (net.n as f32 * secs)
+            },
+            recon_error: reconstruction_error(target_x, x_hat, net.nc),
+        }
+    }
 }
 
 /// R = sum_k var_t(x_k - x~_k) / sum_k var_t(x_k) over T x Nc arrays (population variances).
