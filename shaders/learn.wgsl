@@ -6,7 +6,7 @@
 //
 //   A  I = (I_slow + I_fast) + I_fb + P c(t);  V += dt/tau_mem (V_rest - V + (I + b));
 //      I_fast *= e^{-dt/tau_fast};  I_slow *= e^{-dt/tau_slow};  r *= e^{-dt/tau_out}
-//      s = V >= V_th;  V = V_reset, r += 1/tau_out where s   (add_input, lif_integrate, lif_fire)
+//      s = V >= V_th + beta a;  V = V_reset, r += 1/tau_out where s; a = rho a + s   (add_input, lif_integrate, lif_fire)
 //      r of this step into the workgroup (rs[t & 1])
 //   B  for each spiking pre j, ascending: I_fast += W_fast[j][i] / tau_fast, I_slow +=
 //      W_slow[j][i] / tau_slow;  x~ = x~ e^{-dt/tau_out} + sum_j D[:, j] / tau_out;
@@ -36,7 +36,8 @@ struct LearnJob {
     state_stride: u32,
     out_stride: u32,
     ws_stride: u32,
-    _pad0: u32,
+    // spike-frequency adaptation: threshold V_th + adapt_beta a, a <- adapt_rho a + s
+    adapt_beta: f32,
     v_rest: f32,
     v_reset: f32,
     bias: f32,
@@ -53,7 +54,7 @@ struct LearnJob {
     // trips of the loop check (PROBE_TRIPS) and the status word's offset in a network's `out`
     probe: u32,
     off_status: u32,
-    _pad1: f32,
+    adapt_rho: f32,
 }
 
 const L_FAST: u32 = 1u;
@@ -109,10 +110,10 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
             // the host uploads the trial's initial state; the counts start at 0
             nrn[m] = load_quad(sb, ob, nq, q);
             nrn[m].count = select(nrn[m].count, vec4<u32>(0u), job.t_start == 0u);
-            i_fb[m] = state[sb + 4u * nq + q];
+            i_fb[m] = state[sb + STATE_BLOCKS * nq + q];
         }
     }
-    load_xs(lid, sb + 5u * nq, false);
+    load_xs(lid, sb + (STATE_BLOCKS + 1u) * nq, false);
     begin_dispatch(lid);
 
     // K steps of the trial; s stays in scope for the loop check
@@ -128,7 +129,7 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
                 let c = nominal_consts(q);
                 let base = (nrn[m].i_slow + nrn[m].i_fast) + i_fb[m];
                 let cur = add_input(base, in_base, job.c_in, nb + job.off_proj, nq, q);
-                nrn[m] = lif_fire(q, buf, lif_integrate(nrn[m], cur, c, job.v_rest, job.bias), c, job.v_reset);
+                nrn[m] = lif_fire(q, buf, lif_integrate(nrn[m], cur, c, job.v_rest, job.bias), c, job.v_reset, job.adapt_beta, job.adapt_rho);
                 rs[buf][q] = nrn[m].r;
             }
         }
@@ -213,9 +214,9 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
         if q < nq {
-            state[sb + 4u * nq + q] = i_fb[m];
+            state[sb + STATE_BLOCKS * nq + q] = i_fb[m];
         }
     }
-    store_xs(lid, sb + 5u * nq);
+    store_xs(lid, sb + (STATE_BLOCKS + 1u) * nq);
     end_dispatch(lid, ob + job.off_status, job.probe, s, job.t_start);
 }

@@ -50,8 +50,9 @@ struct Job {
     // trips of the loop check (PROBE_TRIPS) and the status word's offset in a pair's `out`
     probe: u32,
     off_status: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // spike-frequency adaptation: threshold V_th + adapt_beta a, a <- adapt_rho a + s
+    adapt_beta: f32,
+    adapt_rho: f32,
 }
 
 const F_SLOW: u32 = 1u;
@@ -145,10 +146,10 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             let vth = inst[pb + nq + q];
             let v0 = job.v_reset + u * (vth - vec4<f32>(job.v_reset));
             let zero = vec4<f32>(0.0);
-            nrn[m] = NeuronQuad(select(v0, zero, vth >= vec4<f32>(SILENT_TH)), zero, zero, zero, vec4<u32>(0u));
+            nrn[m] = NeuronQuad(select(v0, zero, vth >= vec4<f32>(SILENT_TH)), zero, zero, zero, zero, vec4<u32>(0u));
         }
     }
-    load_xs(lid, sb + 4u * nq, job.t_start == 0u);
+    load_xs(lid, sb + STATE_BLOCKS * nq, job.t_start == 0u);
     begin_dispatch(lid);
 
     var s = 0u;
@@ -170,7 +171,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                 n.v = n.v + info.noise_std * z;
             }
             n.v = select(n.v, vec4<f32>(0.0), c.v_th >= vec4<f32>(SILENT_TH));
-            n = lif_fire(q, buf, n, c, job.v_reset);
+            n = lif_fire(q, buf, n, c, job.v_reset, job.adapt_beta, job.adapt_rho);
             nrn[m] = n;
             if !info.shared_out {
                 state[sb + 3u * nq + q] = n.r;
@@ -303,6 +304,6 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
 
     // persist the state for the next dispatch
     store_state(lid, sb, ob, nq);
-    store_xs(lid, sb + 4u * nq);
+    store_xs(lid, sb + STATE_BLOCKS * nq);
     end_dispatch(lid, ob + job.off_status, job.probe, s, job.t_start);
 }

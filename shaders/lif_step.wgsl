@@ -1,6 +1,6 @@
 // The LIF step shared by the ensemble kernel (lif_ensemble.wgsl) and the learning kernel
 // (learn.wgsl), both compiled with this file prepended (src/engine/gpu/shaders.rs). It uses the
-// host's constants WG, QPI, KPI, NW and NCQ, the storage arrays `inputs` (f32), `state` (vec4)
+// host's constants WG, QPI, KPI, NW, NCQ and STATE_BLOCKS, the storage arrays `inputs` (f32), `state` (vec4)
 // and `out` (u32) that both kernels declare alike, and the kernel's `input_proj(i)` (vec4 i of
 // its buffer holding the input projection); it binds nothing itself. The CPU twin is
 // `engine::lif_step::step` (step numbers below are its, docs/design.md §2); names follow it.
@@ -31,8 +31,12 @@ struct NeuronQuad {
     i_fast: vec4<f32>,
     i_slow: vec4<f32>,
     r: vec4<f32>,
+    adapt: vec4<f32>,
     count: vec4<u32>,
 }
+
+// `load_quad`/`store_quad` keep STATE_BLOCKS (host constant, = 5) blocks of nq quads from `sb`:
+// V, I_fast, I_slow, r, a. A kernel's own blocks start at sb + STATE_BLOCKS * nq.
 
 // The quads this invocation owns (lid, lid + WG, ...), held in registers within a dispatch.
 var<private> nrn: array<NeuronQuad, QPI>;
@@ -53,13 +57,14 @@ fn add_input(cur: vec4<f32>, in_base: u32, c_in: u32, p0: u32, nq: u32, q: u32) 
 // Step 2 for one quad: V += dt/tau_mem (V_rest - V + (I + b)); I_fast, I_slow and r decay.
 fn lif_integrate(n: NeuronQuad, cur: vec4<f32>, c: QuadConsts, v_rest: f32, bias: f32) -> NeuronQuad {
     let v = n.v + c.alpha * ((vec4<f32>(v_rest) - n.v) + (cur + bias));
-    return NeuronQuad(v, n.i_fast * c.decay_fast, n.i_slow * c.decay_slow, n.r * c.decay_out, n.count);
+    return NeuronQuad(v, n.i_fast * c.decay_fast, n.i_slow * c.decay_slow, n.r * c.decay_out, n.adapt, n.count);
 }
 
-// Step 5 for quad q: s = V >= V_th; V = V_reset, r += 1/tau_out, count += 1 where s; the spike
-// bits into mask[buf].
-fn lif_fire(q: u32, buf: u32, n: NeuronQuad, c: QuadConsts, v_reset: f32) -> NeuronQuad {
-    let spk = n.v >= c.v_th;
+// Step 5 for quad q: s = V >= V_th + beta a; V = V_reset, r += 1/tau_out, count += 1 where s;
+// the spike bits into mask[buf]; then a = rho a + s when beta != 0 (else a stays 0 and the
+// threshold is V_th exactly, as on the CPU).
+fn lif_fire(q: u32, buf: u32, n: NeuronQuad, c: QuadConsts, v_reset: f32, beta: f32, rho: f32) -> NeuronQuad {
+    let spk = n.v >= c.v_th + beta * n.adapt;
     let one = select(vec4<u32>(0u), vec4<u32>(1u), spk);
     let bits = one.x | (one.y << 1u) | (one.z << 2u) | (one.w << 3u);
     if bits != 0u {
@@ -67,7 +72,8 @@ fn lif_fire(q: u32, buf: u32, n: NeuronQuad, c: QuadConsts, v_reset: f32) -> Neu
     }
     let v = select(n.v, vec4<f32>(v_reset), spk);
     let r = n.r + select(vec4<f32>(0.0), c.inv_tau_out, spk);
-    return NeuronQuad(v, n.i_fast, n.i_slow, r, n.count + one);
+    let a = select(n.adapt, rho * n.adapt + select(vec4<f32>(0.0), vec4<f32>(1.0), spk), beta != 0.0);
+    return NeuronQuad(v, n.i_fast, n.i_slow, r, a, n.count + one);
 }
 
 // Step 6's walk over the spikes of one mask word: removes the lowest set bit of `bits` (a copy of
@@ -126,8 +132,8 @@ fn loop_status(prev: u32, first_dispatch: bool, t_start: u32, cut: u32) -> u32 {
 }
 
 
-// ---- The state between dispatches. Both kernels keep, per pair or network, V, I_fast, I_slow
-// and r as blocks of nq quads from `sb` in `state` (then kernel-specific blocks), x~ from `xb`,
+// ---- The state between dispatches. Both kernels keep, per pair or network, V, I_fast, I_slow,
+// r and a as STATE_BLOCKS blocks of nq quads from `sb` in `state` (then kernel-specific blocks), x~ from `xb`,
 // and the spike counts as u32 words 4q.. from `ob` in `out`.
 fn load_quad(sb: u32, ob: u32, nq: u32, q: u32) -> NeuronQuad {
     let c0 = ob + 4u * q;
@@ -136,6 +142,7 @@ fn load_quad(sb: u32, ob: u32, nq: u32, q: u32) -> NeuronQuad {
         state[sb + nq + q],
         state[sb + 2u * nq + q],
         state[sb + 3u * nq + q],
+        state[sb + 4u * nq + q],
         vec4<u32>(out[c0], out[c0 + 1u], out[c0 + 2u], out[c0 + 3u]),
     );
 }
@@ -145,6 +152,7 @@ fn store_quad(sb: u32, ob: u32, nq: u32, q: u32, n: NeuronQuad) {
     state[sb + nq + q] = n.i_fast;
     state[sb + 2u * nq + q] = n.i_slow;
     state[sb + 3u * nq + q] = n.r;
+    state[sb + 4u * nq + q] = n.adapt;
     let c0 = ob + 4u * q;
     out[c0] = n.count.x;
     out[c0 + 1u] = n.count.y;

@@ -115,6 +115,18 @@ pub struct TeacherConfig {
     pub l2_rec: f32,
     pub l2_bias: f32,
     pub l2_out: f32,
+    /// L2 on W_in (mean square): bounds the input drive the spiking network must reproduce.
+    pub l2_in: f32,
+    /// Activity penalty: coefficient times mean(tanh(h)²) over units, steps and trials; keeps
+    /// the units out of saturation.
+    pub activity: f32,
+    /// Each training batch runs on a teacher whose W_in, W_rec entries and time constants are
+    /// multiplied by fresh (1 + param_noise z), z ~ N(0, 1): the solution must hold under
+    /// relative parameter errors, as the spiking network's decoded dynamics see them.
+    pub param_noise: f32,
+    /// Gaussian noise of this std added to every unit's h each step during training (a proxy
+    /// for the spike noise of the student).
+    pub state_noise: f32,
     pub val_trials: usize,
     pub test_trials: usize,
     /// Stop early once validation accuracy reaches this value (1.0 never stops early).
@@ -138,6 +150,10 @@ impl Default for TeacherConfig {
             l2_rec: 1e-4,
             l2_bias: 1e-4,
             l2_out: 1e-4,
+            l2_in: 0.0,
+            activity: 0.0,
+            param_noise: 0.0,
+            state_noise: 0.0,
             val_trials: 200,
             test_trials: 1000,
             target_val_accuracy: 1.0,
@@ -174,6 +190,57 @@ pub struct TrainingConfig {
     pub qat_interval: usize,
     /// Mismatch-ensemble training (`[training.robust]`).
     pub robust: RobustTraining,
+    /// The plain recipe that `run` trains beside a robust one and compares it with
+    /// (`[training.plain]`).
+    pub plain: PlainComparison,
+}
+
+/// The plain recipe beside the robust one: `run` also trains the network with mismatch-ensemble
+/// training and QAT off (every other `[training]` key as given, the training length below) into
+/// `DIR/plain/`, and the study evaluates both on identical chip draws with a paired test.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlainComparison {
+    /// Train and compare the plain network (only when the recipe is not plain already).
+    pub compare: bool,
+    /// Training length of the plain network (epochs x fresh trials per epoch).
+    pub epochs: usize,
+    pub samples_per_epoch: usize,
+}
+
+impl Default for PlainComparison {
+    fn default() -> Self {
+        Self {
+            compare: false,
+            epochs: 20,
+            samples_per_epoch: 500,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Whether this recipe trains under simulated imperfections (ensemble or QAT).
+    pub fn is_robust(&self) -> bool {
+        self.robust.instances > 0 || self.qat_bits > 0
+    }
+
+    /// The plain recipe of [`PlainComparison`]: ensemble training and QAT off, its own length.
+    pub fn plain_recipe(&self) -> TrainingConfig {
+        TrainingConfig {
+            epochs: self.plain.epochs,
+            samples_per_epoch: self.plain.samples_per_epoch,
+            qat_bits: 0,
+            robust: RobustTraining {
+                instances: 0,
+                ..self.robust.clone()
+            },
+            plain: PlainComparison {
+                compare: false,
+                ..self.plain.clone()
+            },
+            ..self.clone()
+        }
+    }
 }
 
 /// Mismatch-ensemble training of the local rule (docs/design.md §2): every training trial runs
@@ -233,6 +300,7 @@ impl Default for TrainingConfig {
             qat_scope: crate::snn::QuantScope::All,
             qat_interval: 1,
             robust: RobustTraining::default(),
+            plain: PlainComparison::default(),
         }
     }
 }
@@ -461,6 +529,10 @@ impl Config {
         non_negative(&mut p, "teacher.l2_rec", t.l2_rec as f64);
         non_negative(&mut p, "teacher.l2_bias", t.l2_bias as f64);
         non_negative(&mut p, "teacher.l2_out", t.l2_out as f64);
+        non_negative(&mut p, "teacher.l2_in", t.l2_in as f64);
+        non_negative(&mut p, "teacher.activity", t.activity as f64);
+        non_negative(&mut p, "teacher.param_noise", t.param_noise as f64);
+        non_negative(&mut p, "teacher.state_noise", t.state_noise as f64);
         positive(&mut p, "teacher.val_trials", t.val_trials as f64);
         positive(&mut p, "teacher.test_trials", t.test_trials as f64);
         in_unit(
@@ -521,6 +593,12 @@ impl Config {
                     .to_string(),
             );
         }
+        positive(&mut p, "training.plain.epochs", r.plain.epochs as f64);
+        positive(
+            &mut p,
+            "training.plain.samples_per_epoch",
+            r.plain.samples_per_epoch as f64,
+        );
 
         let e = &self.evaluation;
         positive(&mut p, "evaluation.test_trials", e.test_trials as f64);

@@ -523,6 +523,48 @@ fn read_metrics<T: serde::de::DeserializeOwned>(dir: &Path) -> Option<T> {
         .and_then(|t| serde_json::from_str(&t).ok())
 }
 
+/// Run folder of the plain network that a robust recipe is compared with.
+pub const PLAIN_DIR: &str = "plain";
+
+/// `[training.plain] compare` with a robust recipe: the plain network, trained on the same teacher
+/// into `DIR/plain/` (skipped when it is complete). Returns its folder for the study.
+fn plain_comparison(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    resume: bool,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    if !cfg.training.plain.compare || !cfg.training.is_robust() {
+        return Ok(None);
+    }
+    let plain_run = RunDir::new(run.root.join(PLAIN_DIR));
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.training = cfg.training.plain_recipe();
+    if !done(&plain_run.snn()) || resume {
+        // the same teacher: the two networks learn the same dynamics
+        let src = run.teacher();
+        let dst = plain_run.teacher();
+        std::fs::create_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
+        for entry in std::fs::read_dir(&src).map_err(|e| Error::io(&src, e))? {
+            let entry = entry.map_err(|e| Error::io(&src, e))?;
+            if entry.path().is_file() {
+                let to = dst.join(entry.file_name());
+                std::fs::copy(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
+            }
+        }
+        eprintln!(
+            "plain recipe for comparison (ensemble training and QAT off) into {}",
+            plain_run.root.display()
+        );
+        let m = train_snn(&plain_cfg, &plain_run, backend, resume)?;
+        eprintln!(
+            "plain spiking network: test accuracy {:.4}, R {:.3}, {:.1} Hz ({:.0} s)",
+            m.test_accuracy, m.reconstruction_error, m.mean_rate_hz, m.train_seconds
+        );
+    }
+    Ok(Some(plain_run.root))
+}
+
 /// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),
 /// then the robustness study and its report, then the DYNAP-SE1 export (skipped with a notice
 /// when the network cannot fit a board).
@@ -554,7 +596,11 @@ pub fn pipeline(
         );
         Some(m)
     };
-    let robustness = crate::study::run_study(cfg, run, backend, &[], interactive())?;
+    let compare = match plain_comparison(cfg, run, backend, resume)? {
+        Some(dir) => vec![dir],
+        None => Vec::new(),
+    };
+    let robustness = crate::study::run_study(cfg, run, backend, &compare, interactive())?;
     let export = match crate::export::dynapse1::stage::check_fits(cfg) {
         Ok(()) => Some(export(cfg, run, backend, interactive())?),
         Err(e) => {

@@ -353,6 +353,45 @@ fn per_parameter_cv_and_input_override_match_cpu() {
 }
 
 #[test]
+fn spike_frequency_adaptation_matches_cpu_and_brakes_the_rate() {
+    // The WGSL twin of the adaptive threshold V_th + beta a, a <- rho a + s, on mismatched chips
+    // (20 %): V within 1e-4 until the spikes part, counts within 2 %, and the brake visible in
+    // both engines (fewer spikes than with beta = 0).
+    let Some(e) = engine() else { return };
+    let (n, steps) = (96, 1000);
+    let mut net = test_net(n, 16, 2, 2, 5);
+    let inputs: Vec<Vec<f32>> = (0..2).map(|s| smooth_input(steps, 2, 1.0, s)).collect();
+    let pert = Perturbation {
+        mismatch: 0.2,
+        noise: 0.01,
+        ..Default::default()
+    };
+    let plain = run(&CpuEngine, &net, &pert, 17, 0..3, &inputs, 0, steps, ALL);
+    net.params.adapt_beta = 0.05;
+    net.params.adapt_rho = 0.95;
+    let cpu = run(&CpuEngine, &net, &pert, 17, 0..3, &inputs, 0, steps, ALL);
+    let gpu = run(&e, &net, &pert, 17, 0..3, &inputs, 0, steps, ALL);
+    let total = |o: &EnsembleOutput| -> u64 {
+        o.trials
+            .iter()
+            .flatten()
+            .map(|t| t.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+            .sum()
+    };
+    let (p, c, g) = (total(&plain), total(&cpu), total(&gpu));
+    eprintln!("spikes: beta = 0 {p}, beta = 0.05 cpu {c} gpu {g}");
+    assert!(
+        (c as f64) < 0.9 * p as f64,
+        "adaptation should brake ({c} vs {p})"
+    );
+    for (gi, ci) in gpu.trials.iter().zip(&cpu.trials) {
+        for (g, c) in gi.iter().zip(ci) {
+            assert_agrees_with_cpu(g, c, n, steps, "adaptation");
+        }
+    }
+}
+
+#[test]
 fn a_768_neuron_ensemble_with_long_dispatches_matches_cpu() {
     // The audio-sized network over 1000 steps: the dispatches that llvmpipe's loop limit once
     // cut short (engine::gpu::dispatch) at this size.

@@ -72,9 +72,11 @@ fn gpu_training_matches_cpu() {
     let (n, nc, c) = (48, 12, 2);
     let (k, eta, seed) = (100.0f32, 1e-4f32, 42u64);
     // with W_fast this tiny network fires fast (about 300 Hz, many updates per step); without
-    // it, at about 10 Hz
-    for (use_fast, amp) in [(true, 1.0f32), (false, 2.0)] {
-        let net0 = test_net(n, nc, c, use_fast, 5);
+    // it, at about 10 Hz; the third case adds spike-frequency adaptation (beta 0.05, rho 0.95)
+    for (use_fast, amp, beta) in [(true, 1.0f32, 0.0f32), (false, 2.0, 0.0), (false, 2.0, 0.05)] {
+        let mut net0 = test_net(n, nc, c, use_fast, 5);
+        net0.params.adapt_beta = beta;
+        net0.params.adapt_rho = 0.95;
         // two trials (100 + 60 steps): W_slow and the adaptive K carry over between them
         let trials: Vec<(Vec<f32>, Vec<f32>, u32)> = [(100usize, 7u64, 3u32), (60, 8, 4)]
             .iter()
@@ -98,7 +100,7 @@ fn gpu_training_matches_cpu() {
             tr.download(&mut gpu_nets).unwrap();
             let (d, scale) = max_diff(&gpu_nets[0].w_slow, &cpu_net.w_slow);
             eprintln!(
-                "fast {use_fast}, trial {ti} ({} steps): GPU {secs:.3} s ({} dispatches so far); \
+                "fast {use_fast}, beta {beta}, trial {ti} ({} steps): GPU {secs:.3} s ({} dispatches so far); \
                  spikes cpu {} gpu {}; R cpu {:.5} gpu {:.5}; W_slow max |diff| {d:.3e}, \
                  max |W| {scale:.3e}, relative {:.3e}",
                 inp.len() / c,

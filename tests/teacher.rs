@@ -75,6 +75,94 @@ fn plain_forward_equals_burn_forward() {
     }
 }
 
+#[test]
+fn a_perturbed_forward_is_the_forward_of_the_perturbed_weights() {
+    // teacher.param_noise / state_noise: burn's forward with the batch's factors and state noise
+    // equals the plain forward of a teacher whose W_in, W_rec and tau carry the same factors
+    // (the state noise set to zero there: a one-step kick is checked separately below)
+    use robust_snn::teacher::train::batch_perturb;
+    let w = init(16, 2, 1, 5);
+    let steps = 200;
+    let device = Device::flex();
+    let sh = shape(&w);
+    let cfg = TeacherConfig {
+        param_noise: 0.3,
+        ..TeacherConfig::default()
+    };
+    assert!(batch_perturb(&TeacherConfig::default(), &sh, 1, steps, 1, &device).is_none());
+    let p = batch_perturb(&cfg, &sh, 1, steps, 42, &device).unwrap();
+    assert!(p.state.is_none());
+    let (f_in, f_rec, f_tau) = (
+        values(p.w_in.clone()).unwrap(),
+        values(p.w_rec.clone()).unwrap(),
+        values(p.tau.clone()).unwrap(),
+    );
+    // the factors are 1 + 0.3 z: mean near 1, spread near 0.3
+    let mean = f_rec.iter().sum::<f32>() / f_rec.len() as f32;
+    let sd = (f_rec.iter().map(|f| (f - mean).powi(2)).sum::<f32>() / f_rec.len() as f32).sqrt();
+    assert!(
+        (mean - 1.0).abs() < 0.05 && (sd - 0.3).abs() < 0.05,
+        "{mean} {sd}"
+    );
+    let mut wp = w.clone();
+    wp.w_in.iter_mut().zip(&f_in).for_each(|(x, f)| *x *= f);
+    wp.w_rec.iter_mut().zip(&f_rec).for_each(|(x, f)| *x *= f);
+    wp.tau_ms
+        .iter_mut()
+        .zip(&f_tau)
+        .for_each(|(t, f)| *t = (t.max(15.0) * f).abs().max(1.0));
+    let model = RateRnn::from_weights(&w, &device);
+    let inp = input(steps, 2, 0.3);
+    let per_step: Vec<Tensor<2>> = (0..steps)
+        .map(|t| {
+            Tensor::from_data(
+                TensorData::new(inp[2 * t..2 * t + 2].to_vec(), [1, 2]),
+                &device,
+            )
+        })
+        .collect();
+    let (y, _) = model.forward_steps(&per_step, &sh, false, Some(&p));
+    let y = values(y).unwrap();
+    let (y_ref, _) = wp.forward(&inp, steps);
+    let (y_nom, _) = w.forward(&inp, steps);
+    let moved = y_ref
+        .iter()
+        .zip(&y_nom)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        moved > 1e-2,
+        "the perturbation should change the output ({moved})"
+    );
+    for t in 0..steps {
+        assert!(
+            (y[t] - y_ref[t]).abs() <= 1e-5,
+            "step {t}: {} vs {}",
+            y[t],
+            y_ref[t]
+        );
+    }
+    // state noise: a kick of n on h at step 0 only, from rest with zero input, gives
+    // h(0) = n and y(0) = W_outᵀ tanh(n)
+    let cfg = TeacherConfig {
+        state_noise: 0.5,
+        ..TeacherConfig::default()
+    };
+    let mut p = batch_perturb(&cfg, &sh, 1, 1, 7, &device).unwrap();
+    assert_eq!(values(p.w_rec.clone()).unwrap(), vec![1.0; 16 * 16]);
+    let kick = values(p.state.as_ref().unwrap()[0].clone()).unwrap();
+    p.state = Some(vec![Tensor::from_data(
+        TensorData::new(kick.clone(), [1, 16]),
+        &device,
+    )]);
+    let zero = vec![Tensor::<2>::zeros([1, 2], &device)];
+    let mut wb = w.clone();
+    wb.bias.iter_mut().for_each(|b| *b = 0.0);
+    let (y, _) = RateRnn::from_weights(&wb, &device).forward_steps(&zero, &sh, false, Some(&p));
+    let want: f32 = (0..16).map(|j| kick[j].tanh() * w.w_out[j]).sum();
+    assert!((values(y).unwrap()[0] - want).abs() <= 1e-5);
+}
+
 /// Loss of the plain forward in f64 accumulation, for finite differences.
 fn mse(w: &TeacherWeights, inp: &[f32], target: &[f32], steps: usize) -> f64 {
     let (y, _) = w.forward(inp, steps);

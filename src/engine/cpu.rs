@@ -276,6 +276,86 @@ pub(crate) mod tests {
         assert_eq!(st.v[0], 0.0);
     }
 
+    #[test]
+    fn adaptation_raises_the_threshold_by_beta_a_by_hand() {
+        let mut net = one_neuron();
+        net.params.adapt_beta = 0.5;
+        net.params.adapt_rho = 0.9;
+        let c = NeuronConsts::nominal(&net);
+        let p = [1.0f32];
+        let w = StepWeights {
+            w_fast: None,
+            w_slow: None,
+            d_t: &[0.0],
+            input_proj_t: &p,
+        };
+        // an input u = V - V_rest holds V where it is: V += 0.02 (0.5 - V + u) = V
+        let hold = |v: f32| v - 0.5;
+        let mut st = State::new(1, 1);
+        // a = 0: the plain threshold 1; V = 1.0 spikes, then a = 0.9 * 0 + 1 = 1
+        st.v[0] = 1.0;
+        step(&c, &w, &mut st, &[hold(1.0)], 0, None);
+        assert_eq!(st.spikes, vec![0]);
+        assert_eq!(st.adapt[0], 1.0);
+        // threshold 1 + 0.5 * 1 = 1.5: V = 1.2 does not spike; a = 0.9
+        st.v[0] = 1.2;
+        step(&c, &w, &mut st, &[hold(1.2)], 1, None);
+        assert!(st.spikes.is_empty());
+        assert!((st.v[0] - 1.2).abs() < 1e-6);
+        assert!((st.adapt[0] - 0.9).abs() < 1e-7);
+        // threshold 1 + 0.5 * 0.9 = 1.45: V = 1.44 stays, then a = 0.81 and 1.41 < 1.44 fires
+        st.v[0] = 1.44;
+        step(&c, &w, &mut st, &[hold(1.44)], 2, None);
+        assert!(st.spikes.is_empty());
+        assert!((st.adapt[0] - 0.81).abs() < 1e-6);
+        step(&c, &w, &mut st, &[hold(1.44)], 3, None);
+        assert_eq!(st.spikes, vec![0]);
+        assert!((st.adapt[0] - (0.9 * 0.81 + 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adaptation_with_beta_zero_is_the_plain_step() {
+        // beta = 0 with any rho and any adaptation state gives the trajectory of the step with
+        // adaptation absent (a = 0), spike for spike, V bit for bit
+        let p = SnnParams {
+            n: 64,
+            ..Default::default()
+        };
+        let mut net = test_net(p, 8, 2, 1, 3);
+        for (k, w) in net.w_slow.iter_mut().enumerate() {
+            if k / 64 != k % 64 {
+                *w = 0.004 * ((k * 7919 % 13) as f32 - 6.0);
+            }
+        }
+        let plain = NeuronConsts::nominal(&net);
+        net.params.adapt_rho = 0.5;
+        let off = NeuronConsts::nominal(&net);
+        assert_eq!(off.adapt_beta, 0.0);
+        let d_t = transpose(&net.d, net.nc, net.n);
+        let input_proj_t = transpose(&net.input_projection(), net.n, net.n_in);
+        let w = StepWeights {
+            w_fast: Some(&net.w_fast),
+            w_slow: Some(&net.w_slow),
+            d_t: &d_t,
+            input_proj_t: &input_proj_t,
+        };
+        let input = smooth_input(400, 2, 1.0, 9);
+        let (mut a, mut b) = (State::new(64, 8), State::new(64, 8));
+        b.adapt
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = i as f32);
+        let mut spikes = 0;
+        for t in 0..400 {
+            step(&plain, &w, &mut a, &input[2 * t..2 * t + 2], t as u32, None);
+            step(&off, &w, &mut b, &input[2 * t..2 * t + 2], t as u32, None);
+            assert_eq!(a.spikes, b.spikes, "step {t}");
+            assert_eq!(a.v, b.v, "step {t}");
+            spikes += a.spikes.len();
+        }
+        assert!(spikes > 100, "the network should spike ({spikes})");
+    }
+
     /// Integral (sum * dt) of the fast / slow current and of r after one spike.
     fn kernel_integrals(dt_ms: f32, w: f32) -> (f64, f64, f64) {
         let p = SnnParams {

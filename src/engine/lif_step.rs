@@ -13,7 +13,8 @@
 //!    `I_slow *= e^{-dt/tau_slow_i}`, `r *= e^{-dt/tau_out_i}` (old values used in 1.)
 //! 3. `V += noise_std z` (membrane noise, key `(NOISE, trial, t ceil(N/4) + i/4)`, lane i%4)
 //! 4. silenced neurons: `V = 0` (and they never spike)
-//! 5. `s_i = V_i >= V_th_i`; `V_i = V_reset`, `r_i += 1/tau_out_i` where s_i
+//! 5. `s_i = V_i >= V_th_i + beta a_i`; `V_i = V_reset`, `r_i += 1/tau_out_i` where s_i; then
+//!    `a_i = rho a_i + s_i` (spike-frequency adaptation; skipped when beta = 0)
 //! 6. event-driven propagation, for each spiking pre j (ascending):
 //!    `I_fast[i] += W_fast[j][i] / tau_fast_i`, `I_slow[i] += W_slow[j][i] / tau_slow_i`
 //!    (both recurrent matrices are pre-major, `[pre][post]`: a spike of j adds row j)
@@ -51,6 +52,9 @@ pub struct NeuronConsts {
     pub noise_std: f32,
     /// Silenced neurons (held at V = 0).
     pub silenced: Vec<u32>,
+    /// Spike-frequency adaptation: threshold `V_th + adapt_beta a`, `a <- adapt_rho a + s`.
+    pub adapt_beta: f32,
+    pub adapt_rho: f32,
 }
 
 impl NeuronConsts {
@@ -102,6 +106,8 @@ impl NeuronConsts {
             bias: p.bias,
             noise_std,
             silenced: silenced_idx,
+            adapt_beta: p.adapt_beta,
+            adapt_rho: p.adapt_rho,
         }
     }
 
@@ -168,6 +174,8 @@ pub struct State {
     pub i_fb: Vec<f32>,
     /// Filtered spike trains r (1/s).
     pub r: Vec<f32>,
+    /// Adaptation variable a (spike-frequency adaptation; stays 0 when beta = 0).
+    pub adapt: Vec<f32>,
     /// Decoded state x~.
     pub x_hat: Vec<f32>,
     /// Neurons that spiked in the last step, ascending.
@@ -183,6 +191,7 @@ impl State {
             i_slow: vec![0.0; n],
             i_fb: vec![0.0; n],
             r: vec![0.0; n],
+            adapt: vec![0.0; n],
             x_hat: vec![0.0; nc],
             spikes: Vec::with_capacity(n),
             cur: vec![0.0; n],
@@ -197,6 +206,7 @@ impl State {
             &mut self.i_slow,
             &mut self.i_fb,
             &mut self.r,
+            &mut self.adapt,
             &mut self.x_hat,
         ] {
             x.iter_mut().for_each(|v| *v = 0.0);
@@ -268,13 +278,24 @@ pub fn step(
     for &j in &c.silenced {
         st.v[j as usize] = 0.0;
     }
-    // 5. threshold and reset
+    // 5. threshold and reset (then the adaptation, only when it is on: beta = 0 is the plain
+    // step exactly)
     st.spikes.clear();
+    let beta = c.adapt_beta;
     for i in 0..n {
-        if st.v[i] >= c.v_th[i] {
+        let th = if beta != 0.0 {
+            c.v_th[i] + beta * st.adapt[i]
+        } else {
+            c.v_th[i]
+        };
+        let spiked = st.v[i] >= th;
+        if spiked {
             st.v[i] = c.v_reset;
             st.r[i] += c.inv_tau_out[i];
             st.spikes.push(i as u32);
+        }
+        if beta != 0.0 {
+            st.adapt[i] = c.adapt_rho * st.adapt[i] + if spiked { 1.0 } else { 0.0 };
         }
     }
     // 6. event-driven propagation

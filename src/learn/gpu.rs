@@ -58,7 +58,7 @@ struct LearnUniform {
     state_stride: u32,
     out_stride: u32,
     ws_stride: u32,
-    _pad0: u32,
+    adapt_beta: f32,
     v_rest: f32,
     v_reset: f32,
     bias: f32,
@@ -74,7 +74,7 @@ struct LearnUniform {
     eta: f32,
     probe: u32,
     off_status: u32,
-    _pad1: f32,
+    adapt_rho: f32,
 }
 
 /// Sizes shared by every network of a trainer (vec4 units unless noted).
@@ -118,7 +118,7 @@ impl Dims {
             off_ft,
             off_proj,
             ws_stride: n * nq,
-            state_stride: 5 * nq + ncq,
+            state_stride: (crate::engine::gpu::shaders::STATE_BLOCKS + 1) * nq + ncq,
         }
     }
 
@@ -669,6 +669,8 @@ impl GpuTrainer {
             v_rest: c.v_rest,
             v_reset: c.v_reset,
             bias: c.bias,
+            adapt_beta: c.adapt_beta,
+            adapt_rho: c.adapt_rho,
             alpha: c.alpha[0],
             v_th: c.v_th[0],
             dec_fast: c.decay_fast[0],

@@ -26,6 +26,12 @@ pub struct SnnParams {
     pub mu: f32,
     pub nu: f32,
     pub dt_ms: f32,
+    /// Spike-frequency adaptation (a homeostatic brake): the threshold is `V_th + adapt_beta a`
+    /// with `a <- adapt_rho a + s` every step (s = 1 on a spike). 0 = off; the reference code
+    /// uses beta = 0.01, rho = 0.99.
+    pub adapt_beta: f32,
+    /// Per-step decay of the adaptation variable a, in [0, 1).
+    pub adapt_rho: f32,
 }
 
 impl Default for SnnParams {
@@ -46,6 +52,8 @@ impl Default for SnnParams {
             mu: 5e-4,
             nu: 1e-4,
             dt_ms: 1.0,
+            adapt_beta: 0.0,
+            adapt_rho: 0.99,
         }
     }
 }
@@ -91,6 +99,7 @@ impl SnnParams {
             ("bias", self.bias),
             ("fast_gain", self.fast_gain),
             ("input_gain", self.input_gain),
+            ("adapt_beta", self.adapt_beta),
         ] {
             if !v.is_finite() {
                 return Err(format!("{name} must be finite, got {v}"));
@@ -100,10 +109,17 @@ impl SnnParams {
             ("mu", self.mu),
             ("nu", self.nu),
             ("fast_gain", self.fast_gain),
+            ("adapt_beta", self.adapt_beta),
         ] {
             if v < 0.0 {
                 return Err(format!("{name} must be >= 0, got {v}"));
             }
+        }
+        if !(0.0..1.0).contains(&self.adapt_rho) {
+            return Err(format!(
+                "adapt_rho must be in [0, 1), got {}",
+                self.adapt_rho
+            ));
         }
         if self.v_th <= self.v_reset {
             return Err(format!(

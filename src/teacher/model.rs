@@ -16,6 +16,17 @@ pub struct RateRnn {
     pub tau_ms: Param<Tensor<1>>,
 }
 
+/// A training-time perturbation of the teacher: relative factors on W_in, W_rec and tau (the
+/// perturbed tau is `|tau (1 + sigma z)|`, kept >= dt, as [`crate::teacher::ceiling::perturbed`]
+/// draws it), and optional per-step additive noise on h ([batch, Nc] per step).
+#[derive(Clone, Debug)]
+pub struct Perturb {
+    pub w_in: Tensor<2>,
+    pub w_rec: Tensor<2>,
+    pub tau: Tensor<1>,
+    pub state: Option<Vec<Tensor<2>>>,
+}
+
 /// Shapes and constants that are not trained.
 #[derive(Clone, Debug)]
 pub struct RnnShape {
@@ -75,7 +86,7 @@ impl RateRnn {
         let per_step: Vec<Tensor<2>> = (0..steps)
             .map(|t| input.clone().slice_dim(1, t..t + 1).reshape([batch, c]))
             .collect();
-        let (y, acts) = self.forward_steps(&per_step, shape, true);
+        let (y, acts) = self.forward_steps(&per_step, shape, true, None);
         (y, acts.expect("activations requested"))
     }
 
@@ -84,12 +95,14 @@ impl RateRnn {
     /// full-size tensor: slicing a tracked tensor every step makes BPTT quadratic in memory
     /// traffic. The time constant is clamped at `tau_min_ms` inside the forward pass, so the
     /// constraint holds for every evaluated model whatever the optimiser does to the raw
-    /// parameter.
+    /// parameter. With `perturb`, the dynamics run on the perturbed parameters (gradients still
+    /// reach the nominal ones through the fixed factors).
     pub fn forward_steps(
         &self,
         inputs: &[Tensor<2>],
         shape: &RnnShape,
         want_acts: bool,
+        perturb: Option<&Perturb>,
     ) -> (Tensor<3>, Option<Tensor<3>>) {
         let nc = shape.nc;
         let Some(first) = inputs.first() else {
@@ -102,27 +115,32 @@ impl RateRnn {
         let [batch, _] = first.dims();
         let device = first.device();
         // h += alpha (drive - h) = beta h + alpha (W_inᵀ c + b) + (alpha W_recᵀ) tanh(h).
-        let alpha = self
-            .tau_ms
-            .val()
-            .clamp_min(shape.tau_min_ms)
-            .recip()
-            .mul_scalar(shape.dt_ms)
-            .reshape([1, nc]);
+        let mut tau = self.tau_ms.val().clamp_min(shape.tau_min_ms);
+        let (mut w_in, mut w_rec) = (self.w_in.val(), self.w_rec.val());
+        if let Some(p) = perturb {
+            tau = tau.mul(p.tau.clone()).abs().clamp_min(shape.dt_ms);
+            w_in = w_in.mul(p.w_in.clone());
+            w_rec = w_rec.mul(p.w_rec.clone());
+        }
+        let alpha = tau.recip().mul_scalar(shape.dt_ms).reshape([1, nc]);
         let beta = alpha.clone().neg().add_scalar(1.0);
-        let w_in_a = self.w_in.val().mul(alpha.clone());
-        let w_rec_a = self.w_rec.val().mul(alpha.clone());
+        let w_in_a = w_in.mul(alpha.clone());
+        let w_rec_a = w_rec.mul(alpha.clone());
         let bias_a = self.bias.val().reshape([1, nc]).mul(alpha);
         let w_out = self.w_out.val();
         let mut h = Tensor::<2>::zeros([batch, nc], &device);
         let mut a = Tensor::<2>::zeros([batch, nc], &device);
         let mut ys = Vec::with_capacity(inputs.len());
         let mut acts = Vec::with_capacity(if want_acts { inputs.len() } else { 0 });
-        for c_t in inputs {
+        let state_noise = perturb.and_then(|p| p.state.as_ref());
+        for (t, c_t) in inputs.iter().enumerate() {
             h = h.mul(beta.clone())
                 + c_t.clone().matmul(w_in_a.clone())
                 + a.matmul(w_rec_a.clone())
                 + bias_a.clone();
+            if let Some(noise) = state_noise.and_then(|n| n.get(t)) {
+                h = h + noise.clone();
+            }
             a = h.clone().tanh();
             ys.push(a.clone().matmul(w_out.clone()));
             if want_acts {

@@ -9,10 +9,17 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::model::{RateRnn, RnnShape, values};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::model::{Perturb, RateRnn, RnnShape, values};
 use super::weights::{TeacherError, TeacherInit, TeacherWeights};
 use crate::config::TeacherConfig;
 use crate::tasks::{Split, Task};
+
+/// Keys the training-time perturbations apart from every other draw of the same seed.
+const TRAIN_NOISE_KEY: u64 = 0x7EAC_0015_E000_0000;
 
 /// One epoch of the learning curve.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,16 +93,71 @@ pub fn batch(
     )
 }
 
-/// The training objective: output MSE plus small L2 penalties on W_rec, b and W_out.
+/// The fresh perturbation of one training batch (`None` when `param_noise` and `state_noise`
+/// are both 0), drawn from `key` on the host so that training is reproducible on every backend.
+pub fn batch_perturb(
+    cfg: &TeacherConfig,
+    shape: &RnnShape,
+    batch: usize,
+    steps: usize,
+    key: u64,
+    device: &Device,
+) -> Option<Perturb> {
+    if cfg.param_noise <= 0.0 && cfg.state_noise <= 0.0 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(key);
+    let mut factors = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                1.0 + cfg.param_noise * z
+            })
+            .collect()
+    };
+    let (nc, n_in) = (shape.nc, shape.n_in);
+    let w_in = Tensor::from_data(TensorData::new(factors(n_in * nc), [n_in, nc]), device);
+    let w_rec = Tensor::from_data(TensorData::new(factors(nc * nc), [nc, nc]), device);
+    let tau = Tensor::from_data(TensorData::new(factors(nc), [nc]), device);
+    let state = (cfg.state_noise > 0.0).then(|| {
+        (0..steps)
+            .map(|_| {
+                let v: Vec<f32> = (0..batch * nc)
+                    .map(|_| {
+                        let z: f32 = StandardNormal.sample(&mut rng);
+                        cfg.state_noise * z
+                    })
+                    .collect();
+                Tensor::from_data(TensorData::new(v, [batch, nc]), device)
+            })
+            .collect()
+    });
+    Some(Perturb {
+        w_in,
+        w_rec,
+        tau,
+        state,
+    })
+}
+
+/// The training objective: output MSE plus small L2 penalties on W_rec, b, W_out and W_in,
+/// and the activity penalty mean(tanh(h)²), on the (optionally perturbed) teacher.
 pub fn loss(
     model: &RateRnn,
     inputs: &[Tensor<2>],
     target: Tensor<3>,
     shape: &RnnShape,
     cfg: &TeacherConfig,
+    perturb: Option<&Perturb>,
 ) -> Tensor<1> {
-    let (y, _) = model.forward_steps(inputs, shape, false);
-    let mse = (y - target).powi_scalar(2).mean();
+    let (y, acts) = model.forward_steps(inputs, shape, cfg.activity > 0.0, perturb);
+    let mut mse = (y - target).powi_scalar(2).mean();
+    if let Some(acts) = acts {
+        mse = mse + acts.powi_scalar(2).mean().mul_scalar(cfg.activity);
+    }
+    if cfg.l2_in > 0.0 {
+        mse = mse + model.w_in.val().powi_scalar(2).mean().mul_scalar(cfg.l2_in);
+    }
     mse + model
         .w_rec
         .val()
@@ -167,7 +229,9 @@ pub fn train(
         for b in 0..cfg.batches_per_epoch {
             let first = ((epoch - 1) * cfg.batches_per_epoch + b) as u64 * cfg.batch_size as u64;
             let (input, target) = batch(task, Split::Train, first, cfg.batch_size, &ad);
-            let l = loss(&model, &input, target, &shape, cfg);
+            let key = seed ^ TRAIN_NOISE_KEY ^ (first << 8);
+            let perturb = batch_perturb(cfg, &shape, cfg.batch_size, input.len(), key, &ad);
+            let l = loss(&model, &input, target, &shape, cfg, perturb.as_ref());
             let lv = values(l.clone())?[0] as f64;
             if !lv.is_finite() {
                 return Err(TeacherError::Backend(format!(

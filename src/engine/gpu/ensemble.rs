@@ -461,6 +461,8 @@ impl Engine for GpuEngine {
             v_rest: p.v_rest,
             v_reset: p.v_reset,
             bias: p.bias,
+            adapt_beta: p.adapt_beta,
+            adapt_rho: p.adapt_rho,
             off_d,
             off_wout,
             inst_stride: u32_of(lay.inst_stride),

@@ -61,7 +61,8 @@ pub(super) struct JobUniform {
     pub(super) off_v: u32,
     pub(super) probe: u32,
     pub(super) off_status: u32,
-    pub(super) _pad: [u32; 2],
+    pub(super) adapt_beta: f32,
+    pub(super) adapt_rho: f32,
 }
 
 /// Per-job layout: strides and offsets shared by the host and the shader.
@@ -119,7 +120,7 @@ impl Layout {
             n_out,
             steps,
             inst_stride: 2 + (8 + c_in) * nq,
-            state_stride: 4 * nq + ncq,
+            state_stride: super::shaders::STATE_BLOCKS * nq + ncq,
             out_stride: off,
             off_y,
             off_x,

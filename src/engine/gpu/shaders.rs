@@ -43,11 +43,16 @@ impl Shape {
     fn consts(&self) -> String {
         format!(
             "const WG: u32 = {}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
-             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n",
+             const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n\
+             const STATE_BLOCKS: u32 = {STATE_BLOCKS}u;\n",
             self.wg, self.qpi, self.kpi, self.nw, self.ncq, self.nq
         )
     }
 }
+
+/// Blocks of nq quads of per-neuron state that `lif_step.wgsl`'s `load_quad`/`store_quad` keep
+/// (V, I_fast, I_slow, r, a); a kernel's own blocks follow them.
+pub const STATE_BLOCKS: usize = 5;
 
 /// The ensemble kernel (entry point `lif_ensemble`) for `shape`.
 pub fn ensemble(shape: &Shape) -> String {
