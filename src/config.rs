@@ -587,12 +587,6 @@ impl Config {
         ] {
             in_unit(&mut p, key, v as f64);
         }
-        if rb.instances > 0 && r.qat_bits > 0 {
-            p.push(
-                "training.robust.instances and training.qat_bits cannot be combined yet: choose one"
-                    .to_string(),
-            );
-        }
         positive(&mut p, "training.plain.epochs", r.plain.epochs as f64);
         positive(
             &mut p,

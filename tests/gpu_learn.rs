@@ -73,7 +73,11 @@ fn gpu_training_matches_cpu() {
     let (k, eta, seed) = (100.0f32, 1e-4f32, 42u64);
     // with W_fast this tiny network fires fast (about 300 Hz, many updates per step); without
     // it, at about 10 Hz; the third case adds spike-frequency adaptation (beta 0.05, rho 0.95)
-    for (use_fast, amp, beta) in [(true, 1.0f32, 0.0f32), (false, 2.0, 0.0), (false, 2.0, 0.05)] {
+    for (use_fast, amp, beta) in [
+        (true, 1.0f32, 0.0f32),
+        (false, 2.0, 0.0),
+        (false, 2.0, 0.05),
+    ] {
         let mut net0 = test_net(n, nc, c, use_fast, 5);
         net0.params.adapt_beta = beta;
         net0.params.adapt_rho = 0.95;

@@ -370,3 +370,42 @@ fn quantised_matrices_stay_on_their_grid_through_training() {
     let plain = train_with(&TrainingConfig { qat_bits: 0, ..cfg });
     assert_ne!(plain[0].net.w_slow, net.w_slow);
 }
+
+/// QAT inside mismatch-ensemble training: at 32 bits it is ensemble training itself; at 4 bits
+/// the fixed matrices stay on their grids, the shadow is float and differs from ensemble
+/// training without QAT.
+#[test]
+fn quantisation_aware_ensemble_training_keeps_the_grid_and_equals_ensemble_training_at_32_bits() {
+    let (_, _, _, cfg) = small_setup();
+    let cfg = TrainingConfig {
+        robust: robust_snn::config::RobustTraining {
+            instances: 2,
+            nominal_share: 0.5,
+            sigma: 0.1,
+            max_rate_hz: 0.0,
+            ..Default::default()
+        },
+        ..cfg
+    };
+    let ens = train_with(&cfg);
+    assert!(
+        distinct(&ens[0].net.w_slow) > 16,
+        "ensemble training moved W_slow"
+    );
+    let q32 = train_with(&TrainingConfig {
+        qat_bits: 32,
+        ..cfg.clone()
+    });
+    assert_eq!(ens[0].net.w_slow, q32[0].net.w_slow);
+    let q4 = train_with(&TrainingConfig {
+        qat_bits: 4,
+        ..cfg.clone()
+    });
+    let net = &q4[0].net;
+    for m in [&net.f, &net.d, &net.w_fast] {
+        assert!(distinct(m) <= 16, "{}", distinct(m));
+        assert_eq!(&robust_snn::snn::quantize::quantize(m, 4), m);
+    }
+    assert!(distinct(&net.w_slow) > 16);
+    assert_ne!(ens[0].net.w_slow, net.w_slow);
+}

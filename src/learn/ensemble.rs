@@ -76,8 +76,11 @@ pub fn draw_chips(
 }
 
 /// One trial of the rule on `chip`, from `net`'s W_slow: the chip's run and its update
-/// dW = sum_t eta r (F_chip e)ᵀ (diagonal 0), applied online to the chip's own effective W_slow
-/// (nominal + dW, times the chip's factors) as it runs.
+/// dW = sum_t eta r (F_chip e)ᵀ (diagonal 0). With `online` the update is applied to the chip's
+/// own effective W_slow (nominal + dW, times the chip's factors) as it runs, as in plain
+/// training; without it the chip runs on `net`'s W_slow throughout (quantisation-aware
+/// training: the running weights stay on their grid within a trial).
+#[allow(clippy::too_many_arguments)]
 pub fn chip_update(
     net: &Network,
     chip: &Instance,
@@ -86,6 +89,7 @@ pub fn chip_update(
     k: f32,
     eta: f32,
     trial_index: u32,
+    online: bool,
 ) -> Result<(Vec<f32>, TrainTrialStats), EngineError> {
     let (n, nc, c) = (net.n, net.nc, net.n_in);
     let steps = input.len() / c.max(1);
@@ -138,7 +142,9 @@ pub fn chip_update(
             {
                 let dw = a * fe;
                 *d += dw;
-                *e += dw * g;
+                if online {
+                    *e += dw * g;
+                }
             }
             delta[pre * n + pre] = 0.0;
             eff[pre * n + pre] = 0.0;
@@ -150,9 +156,70 @@ pub fn chip_update(
     ))
 }
 
-/// One ensemble trial: every chip runs the trial from the same W_slow (in parallel), and
-/// `W_slow += mean of their updates` over the chips whose rate stayed at or below
-/// `max_rate_hz` (0: no limit). The diagonal stays 0.
+/// The mean update of one ensemble trial: every chip runs the trial from `net`'s W_slow (in
+/// parallel, `online` as in [`chip_update`]), and the updates of the chips whose rate stayed at
+/// or below `max_rate_hz` (0: no limit) are averaged (None when every chip was left out).
+#[allow(clippy::too_many_arguments)]
+pub fn ensemble_update(
+    net: &Network,
+    chips: &[Instance],
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    trial_index: u32,
+    max_rate_hz: f32,
+    online: bool,
+) -> Result<(Option<Vec<f32>>, Vec<ChipTrial>), EngineError> {
+    let c = net.n_in.max(1);
+    if !input.len().is_multiple_of(c) || target_x.len() != (input.len() / c) * net.nc {
+        return Err(EngineError::Shape {
+            what: "ensemble training trial (T x C input, T x Nc target)".into(),
+            expected: (input.len() / c) * net.nc,
+            got: target_x.len(),
+        });
+    }
+    let runs: Vec<(Vec<f32>, TrainTrialStats)> = chips
+        .par_iter()
+        .map(|chip| chip_update(net, chip, input, target_x, k, eta, trial_index, online))
+        .collect::<Result<_, _>>()?;
+    let keep = |s: &TrainTrialStats| max_rate_hz <= 0.0 || s.mean_rate_hz <= max_rate_hz;
+    let kept = runs.iter().filter(|r| keep(&r.1)).count();
+    let mean = (kept > 0).then(|| {
+        let scale = 1.0 / kept as f32;
+        let mut m = vec![0f32; net.n * net.n];
+        for r in runs.iter().filter(|r| keep(&r.1)) {
+            for (a, d) in m.iter_mut().zip(&r.0) {
+                *a += d;
+            }
+        }
+        m.iter_mut().for_each(|a| *a *= scale);
+        m
+    });
+    let trials = chips
+        .iter()
+        .zip(runs)
+        .map(|(chip, (_, stats))| ChipTrial {
+            index: chip.index,
+            skipped: !keep(&stats),
+            stats,
+        })
+        .collect();
+    Ok((mean, trials))
+}
+
+/// `w_slow += mean` off the diagonal (which stays 0).
+fn apply_mean(w_slow: &mut [f32], n: usize, mean: Option<Vec<f32>>) {
+    if let Some(m) = mean {
+        for (i, (w, d)) in w_slow.iter_mut().zip(m).enumerate() {
+            if i / n != i % n {
+                *w += d;
+            }
+        }
+    }
+}
+
+/// One ensemble trial: `W_slow += ` the [`ensemble_update`] of the chips (online updates).
 #[allow(clippy::too_many_arguments)]
 pub fn train_trial_ensemble(
     net: &mut Network,
@@ -164,40 +231,49 @@ pub fn train_trial_ensemble(
     trial_index: u32,
     max_rate_hz: f32,
 ) -> Result<Vec<ChipTrial>, EngineError> {
-    let c = net.n_in.max(1);
-    if !input.len().is_multiple_of(c) || target_x.len() != (input.len() / c) * net.nc {
-        return Err(EngineError::Shape {
-            what: "ensemble training trial (T x C input, T x Nc target)".into(),
-            expected: (input.len() / c) * net.nc,
-            got: target_x.len(),
-        });
-    }
-    let runs: Vec<(Vec<f32>, TrainTrialStats)> = chips
-        .par_iter()
-        .map(|chip| chip_update(net, chip, input, target_x, k, eta, trial_index))
-        .collect::<Result<_, _>>()?;
-    let keep = |s: &TrainTrialStats| max_rate_hz <= 0.0 || s.mean_rate_hz <= max_rate_hz;
-    let kept = runs.iter().filter(|r| keep(&r.1)).count();
-    if kept > 0 {
-        let scale = 1.0 / kept as f32;
-        let n = net.n;
-        for (i, w) in net.w_slow.iter_mut().enumerate() {
-            if i / n == i % n {
-                continue;
-            }
-            let sum: f32 = runs.iter().filter(|r| keep(&r.1)).map(|r| r.0[i]).sum();
-            *w += scale * sum;
-        }
-    }
-    Ok(chips
-        .iter()
-        .zip(runs)
-        .map(|(chip, (_, stats))| ChipTrial {
-            index: chip.index,
-            skipped: !keep(&stats),
-            stats,
-        })
-        .collect())
+    let (mean, trials) = ensemble_update(
+        net,
+        chips,
+        input,
+        target_x,
+        k,
+        eta,
+        trial_index,
+        max_rate_hz,
+        true,
+    )?;
+    apply_mean(&mut net.w_slow, net.n, mean);
+    Ok(trials)
+}
+
+/// One ensemble trial of quantisation-aware training: the chips are drawn from and run on
+/// `running` (the quantised network, W_slow fixed within the trial), and the mean update moves
+/// the float `shadow` W_slow.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial_ensemble_shadow(
+    running: &Network,
+    shadow: &mut [f32],
+    chips: &[Instance],
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    trial_index: u32,
+    max_rate_hz: f32,
+) -> Result<Vec<ChipTrial>, EngineError> {
+    let (mean, trials) = ensemble_update(
+        running,
+        chips,
+        input,
+        target_x,
+        k,
+        eta,
+        trial_index,
+        max_rate_hz,
+        false,
+    )?;
+    apply_mean(shadow, running.n, mean);
+    Ok(trials)
 }
 
 #[cfg(test)]
@@ -319,6 +395,49 @@ mod tests {
         assert!((sigma_at(&r, 25, 100) - 0.15).abs() < 1e-6);
         assert_eq!(sigma_at(&r, 50, 100), 0.25);
         assert_eq!(sigma_at(&r, 99, 100), 0.25);
+    }
+
+    #[test]
+    fn the_qat_ensemble_runs_the_quantised_weights_and_moves_the_float_shadow() {
+        // the chips run the 4-bit network with W_slow fixed within the trial; the shadow moves
+        // by the mean of the chips' updates, each computed on its own (offline) by chip_update
+        let (net, input, target) = setup();
+        let running = net.quantized(4);
+        let chips = draw_chips(&running, &robust(3), 1, 7, 0.2);
+        let (k, eta) = (50.0, 1e-4);
+        let mut shadow = net.w_slow.clone();
+        train_trial_ensemble_shadow(
+            &running,
+            &mut shadow,
+            &chips,
+            &input,
+            &target,
+            k,
+            eta,
+            7,
+            0.0,
+        )
+        .unwrap();
+        let mut want: Vec<f64> = net.w_slow.iter().map(|&w| w as f64).collect();
+        for chip in &chips {
+            let (d, _) = chip_update(&running, chip, &input, &target, k, eta, 7, false).unwrap();
+            // offline: the same chip run online on the same weights updates differently
+            let (d_on, _) = chip_update(&running, chip, &input, &target, k, eta, 7, true).unwrap();
+            assert_ne!(d, d_on);
+            for (w, x) in want.iter_mut().zip(&d) {
+                *w += *x as f64 / chips.len() as f64;
+            }
+        }
+        for (i, (&got, &w)) in shadow.iter().zip(&want).enumerate() {
+            let tol = 8.0 * f32::EPSILON as f64 * (w.abs() + 1e-3) + 1e-12;
+            if i / net.n == i % net.n {
+                assert_eq!(got, 0.0);
+            } else {
+                assert!((got as f64 - w).abs() <= tol, "{i}: {got} vs {w}");
+            }
+        }
+        assert_ne!(shadow, net.w_slow);
+        assert_ne!(shadow, crate::snn::quantize::quantize(&shadow, 4));
     }
 
     #[test]

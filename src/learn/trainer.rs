@@ -172,8 +172,9 @@ enum Rule {
     Gpu(Box<GpuTrainer>),
     /// Quantisation-aware training on the CPU.
     CpuQat(Qat),
-    /// Mismatch-ensemble training on the CPU: the config and the total number of trials.
-    CpuEnsemble(RobustTraining, usize),
+    /// Mismatch-ensemble training on the CPU: the config, the total number of trials, and QAT
+    /// when it is combined with it (the chips then run the quantised networks).
+    CpuEnsemble(RobustTraining, usize, Option<Qat>),
 }
 
 /// Quantisation-aware training (docs/design.md §2): the fixed matrices of the scope (F, D,
@@ -249,32 +250,67 @@ impl Rule {
                 .zip(seeds)
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
                 .collect(),
-            Rule::CpuEnsemble(r, total) => nets
-                .par_iter_mut()
-                .zip(trials)
-                .zip(seeds)
-                .map(|((net, (input, x)), &seed)| {
-                    let sigma = super::ensemble::sigma_at(r, index as usize, *total);
-                    let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
-                    let runs = super::ensemble::train_trial_ensemble(
-                        net,
-                        &chips,
-                        input,
-                        x,
-                        k,
-                        eta,
-                        index,
-                        r.max_rate_hz,
-                    )?;
-                    // the figures of the trial: the mean over its chips
-                    let m = runs.len().max(1) as f32;
-                    Ok(TrainTrialStats {
-                        spikes: runs.iter().map(|c| c.stats.spikes).sum(),
-                        mean_rate_hz: runs.iter().map(|c| c.stats.mean_rate_hz).sum::<f32>() / m,
-                        recon_error: runs.iter().map(|c| c.stats.recon_error).sum::<f32>() / m,
+            Rule::CpuEnsemble(r, total, qat) => {
+                let sigma = super::ensemble::sigma_at(r, index as usize, *total);
+                let r = &*r;
+                let runs: Vec<Vec<super::ensemble::ChipTrial>> = match qat {
+                    Some(q) if q.w_slow => {
+                        q.refresh(nets);
+                        q.since += 1;
+                        q.running
+                            .par_iter()
+                            .zip(nets.par_iter_mut())
+                            .zip(trials)
+                            .zip(seeds)
+                            .map(|(((run, net), (input, x)), &seed)| {
+                                let chips = super::ensemble::draw_chips(run, r, seed, index, sigma);
+                                super::ensemble::train_trial_ensemble_shadow(
+                                    run,
+                                    &mut net.w_slow,
+                                    &chips,
+                                    input,
+                                    x,
+                                    k,
+                                    eta,
+                                    index,
+                                    r.max_rate_hz,
+                                )
+                            })
+                            .collect::<Result<_, _>>()?
+                    }
+                    _ => nets
+                        .par_iter_mut()
+                        .zip(trials)
+                        .zip(seeds)
+                        .map(|((net, (input, x)), &seed)| {
+                            let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
+                            super::ensemble::train_trial_ensemble(
+                                net,
+                                &chips,
+                                input,
+                                x,
+                                k,
+                                eta,
+                                index,
+                                r.max_rate_hz,
+                            )
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                // the figures of a trial: the mean over its chips
+                Ok(runs
+                    .iter()
+                    .map(|runs| {
+                        let m = runs.len().max(1) as f32;
+                        TrainTrialStats {
+                            spikes: runs.iter().map(|c| c.stats.spikes).sum(),
+                            mean_rate_hz: runs.iter().map(|c| c.stats.mean_rate_hz).sum::<f32>()
+                                / m,
+                            recon_error: runs.iter().map(|c| c.stats.recon_error).sum::<f32>() / m,
+                        }
                     })
-                })
-                .collect(),
+                    .collect())
+            }
             Rule::CpuQat(q) if !q.w_slow => nets
                 .par_iter_mut()
                 .zip(trials)
@@ -401,9 +437,11 @@ pub fn train_networks(
             ));
         }
         (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
-        (None, 0) if cfg.robust.instances > 0 => {
-            Rule::CpuEnsemble(cfg.robust.clone(), cfg.epochs * cfg.samples_per_epoch)
-        }
+        (None, b) if cfg.robust.instances > 0 => Rule::CpuEnsemble(
+            cfg.robust.clone(),
+            cfg.epochs * cfg.samples_per_epoch,
+            (b > 0).then(|| Qat::new(cfg, &nets)),
+        ),
         (None, 0) => Rule::Cpu,
         (None, _) => Rule::CpuQat(Qat::new(cfg, &nets)),
     };
