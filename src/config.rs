@@ -17,6 +17,10 @@ use crate::tasks::xor::{XorParams, XorTask};
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("configs/xor.toml", include_str!("../configs/xor.toml")),
     ("configs/ecg.toml", include_str!("../configs/ecg.toml")),
+    (
+        "configs/xor-plain.toml",
+        include_str!("../configs/xor-plain.toml"),
+    ),
 ];
 
 /// A config that could not be read or is invalid. The message names the file and the key.
@@ -883,5 +887,41 @@ impl RunDir {
     }
     pub fn robustness(&self) -> PathBuf {
         self.root.join("robustness")
+    }
+}
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    fn shipped(name: &str) -> Config {
+        let (_, text) = EMBEDDED.iter().find(|(p, _)| *p == name).unwrap();
+        Config::parse(text, name).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid_and_xor_plain_is_xor_with_the_robust_recipe_off() {
+        for (name, _) in EMBEDDED {
+            shipped(name);
+        }
+        let robust = shipped("configs/xor.toml");
+        let plain = shipped("configs/xor-plain.toml");
+        assert!(robust.training.is_robust() && robust.training.plain.compare);
+        assert!(!plain.training.is_robust());
+        // the plain file is the robust one with exactly these keys changed back
+        let mut want = robust.clone();
+        want.teacher.input_scale = 10.0;
+        want.teacher.param_noise = 0.0;
+        want.teacher.state_noise = 0.0;
+        want.snn.adapt_beta = 0.0;
+        want.training.epochs = 20;
+        want.training.samples_per_epoch = 500;
+        want.training.robust = RobustTraining::default();
+        want.training.plain.compare = false;
+        assert_eq!(plain, want);
+        // and the comparison network of `run` is trained with the plain training recipe
+        let p = robust.training.plain_recipe();
+        assert!(!p.is_robust());
+        assert_eq!((p.epochs, p.samples_per_epoch), (20, 500));
     }
 }

@@ -344,11 +344,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = a.common.load()?;
             let resolved = backend::resolve(a.common.backend)?;
             let run = RunDir::new(&a.common.out);
+            // the plain network `run` trained beside a robust one is compared as `run` does
+            let mut compare = stages::trained_plain(&cfg, &run)
+                .into_iter()
+                .collect::<Vec<_>>();
+            compare.extend(a.compare.iter().cloned());
             let o = robust_snn::study::run_study(
                 &cfg,
                 &run,
                 &resolved,
-                &a.compare,
+                &compare,
                 stages::interactive(),
             )
             .context("running the robustness study")?;

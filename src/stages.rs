@@ -565,6 +565,14 @@ fn plain_comparison(
     Ok(Some(plain_run.root))
 }
 
+/// `DIR/plain/` when `[training.plain] compare` is on for a robust recipe and its network is
+/// trained (what `evaluate` adds to its comparison, as `run` does).
+pub fn trained_plain(cfg: &Config, run: &RunDir) -> Option<std::path::PathBuf> {
+    let plain = RunDir::new(run.root.join(PLAIN_DIR));
+    (cfg.training.plain.compare && cfg.training.is_robust() && plain.network_file().is_file())
+        .then_some(plain.root)
+}
+
 /// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),
 /// then the robustness study and its report, then the DYNAP-SE1 export (skipped with a notice
 /// when the network cannot fit a board).

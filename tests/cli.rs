@@ -342,6 +342,8 @@ fn run_on_the_gpu_opens_one_device() {
         "training.samples_per_epoch=2",
         "training.val_trials=2",
         "training.test_trials=2",
+        "training.plain.epochs=1",
+        "training.plain.samples_per_epoch=2",
         "evaluation.instances=2",
         "evaluation.val_instances=2",
         "evaluation.test_trials=2",
@@ -358,6 +360,8 @@ fn run_on_the_gpu_opens_one_device() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches("gpu: opened a device").count(), 1, "{err}");
+    // the default recipe is robust: its rule runs on the CPU trainer, with a notice
+    assert!(err.contains("run on the CPU trainer"), "{err}");
     let m = std::fs::read_to_string(dir.path().join("run/teacher/metrics.json")).unwrap();
     assert!(m.contains("\"backend\": \"gpu:"), "{m}");
 }

@@ -27,6 +27,8 @@ const TINY: &[&str] = &[
     "snn.n=40",
     "training.epochs=1",
     "training.samples_per_epoch=2",
+    // a tiny network fires fast: keep every training chip so that W_slow moves
+    "training.robust.max_rate_hz=0",
     "training.val_trials=2",
     "training.test_trials=2",
     "evaluation.test_trials=4",

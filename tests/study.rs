@@ -274,6 +274,11 @@ fn evaluate_writes_the_study_files() {
     ];
     args.extend_from_slice(TINY);
     args.extend_from_slice(&[
+        // the default recipe is robust: `run` trains the plain one beside it (briefly here)
+        "--set",
+        "training.plain.epochs=1",
+        "--set",
+        "training.plain.samples_per_epoch=1",
         "--set",
         "evaluation.instances=3",
         "--set",
@@ -309,9 +314,17 @@ fn evaluate_writes_the_study_files() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
     let levels = summary["levels"].as_array().unwrap();
-    // 5 kinds, the paper-scope bits, 8 parameters mismatched alone, 4 matrices quantised alone
-    assert_eq!(levels.len(), 5 + 1 + 8 + 4);
-    assert_eq!(summary["regimes"].as_array().unwrap().len(), 1);
+    // 5 kinds, the paper-scope bits, 8 parameters mismatched alone, 4 matrices quantised alone;
+    // for the robust network and the plain one, compared level by level
+    assert_eq!(levels.len(), 2 * (5 + 1 + 8 + 4));
+    assert_eq!(summary["regimes"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["comparisons"].as_array().unwrap().len(), 18);
+    assert!(run.join("plain/snn/network.safetensors").is_file());
+    let plain_cfg = std::fs::read_to_string(run.join("plain/config.toml")).unwrap();
+    assert!(
+        plain_cfg.contains("[training.robust]\ninstances = 0\n"),
+        "{plain_cfg}"
+    );
     let ceiling = summary["teacher_ceiling"].as_array().unwrap();
     assert_eq!(ceiling.len(), 1);
     assert_eq!(ceiling[0]["sigma"], 0.2);
@@ -333,7 +346,7 @@ fn evaluate_writes_the_study_files() {
         }
     }
     let csv = std::fs::read_to_string(rob.join("instances.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 18 * 3);
+    assert_eq!(csv.lines().count(), 1 + 2 * 18 * 3);
     let md = std::fs::read_to_string(rob.join("report.md")).unwrap();
     assert!(md.contains("median") && md.contains("recalibrated") && md.contains("mismatch=0.2"));
     for section in [
@@ -357,7 +370,17 @@ fn evaluate_writes_the_study_files() {
     }
     // --compare: the same network twice gives identical figures and p = 1.
     let o = bin()
-        .args(["evaluate", "--out", r, "--backend", "cpu", "--compare", r])
+        .args([
+            "evaluate",
+            "--out",
+            r,
+            "--backend",
+            "cpu",
+            "--set",
+            "training.plain.compare=false",
+            "--compare",
+            r,
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

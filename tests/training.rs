@@ -236,6 +236,9 @@ fn train_stage_writes_network_metrics_and_plots() {
             "training.val_trials=2",
             "--set",
             "training.test_trials=3",
+            // the stage's files are the subject here, not the plain comparison of `run`
+            "--set",
+            "training.plain.compare=false",
             "--networks",
             "2",
         ])

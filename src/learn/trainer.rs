@@ -421,22 +421,21 @@ pub fn train_networks(
             run = loaded;
         }
     }
-    let mut rule = match (&opts.gpu, cfg.qat_bits) {
-        (Some(_), b) if b > 0 => {
-            return Err(other(
-                "training.qat_bits: quantisation-aware training runs on the CPU trainer only \
-                 (use --backend cpu for the network stage)"
-                    .into(),
-            ));
+    // The GPU trainer implements the plain rule; quantisation-aware and mismatch-ensemble
+    // training run on the CPU trainer (the reference), with a notice, so that a robust recipe
+    // works on every backend (the study and the export still use the GPU).
+    let gpu = match &opts.gpu {
+        Some(_) if cfg.is_robust() => {
+            eprintln!(
+                "training: quantisation-aware and mismatch-ensemble training run on the CPU \
+                 trainer (the GPU trainer implements the plain rule); the other stages use the GPU"
+            );
+            None
         }
-        (Some(_), _) if cfg.robust.instances > 0 => {
-            return Err(other(
-                "training.robust: mismatch-ensemble training runs on the CPU trainer for now \
-                 (use --backend cpu for the network stage)"
-                    .into(),
-            ));
-        }
-        (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
+        g => g.clone(),
+    };
+    let mut rule = match (gpu, cfg.qat_bits) {
+        (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx, &nets)?)),
         (None, b) if cfg.robust.instances > 0 => Rule::CpuEnsemble(
             cfg.robust.clone(),
             cfg.epochs * cfg.samples_per_epoch,
