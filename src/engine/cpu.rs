@@ -207,6 +207,16 @@ pub(crate) mod tests {
 
     pub(crate) use crate::engine::smooth_input;
 
+    /// The weights of a one-neuron network with only an input projection.
+    fn input_only(p: &[f32]) -> StepWeights<'_> {
+        StepWeights {
+            w_fast: None,
+            w_slow: None,
+            d_t: &[0.0],
+            input_proj_t: p,
+        }
+    }
+
     fn one_neuron() -> Network {
         let p = SnnParams {
             n: 1,
@@ -229,12 +239,7 @@ pub(crate) mod tests {
         let mut c2 = c.clone();
         c2.bias = 0.1;
         let p = [0.25f32];
-        let w = StepWeights {
-            w_fast: None,
-            w_slow: None,
-            d_t: &[0.0],
-            input_proj_t: &p,
-        };
+        let w = input_only(&p);
         step(&c2, &w, &mut st, &[2.0], 0, None);
         // I = 0.3 - 0.1 + 0.05 + 0.25*2 + 0.1 = 0.85
         // V = 0.2 + 0.02 * (0.5 - 0.2 + 0.85) = 0.223
@@ -251,12 +256,7 @@ pub(crate) mod tests {
         let net = one_neuron();
         let c = NeuronConsts::nominal(&net);
         let p = [1.0f32];
-        let w = StepWeights {
-            w_fast: None,
-            w_slow: None,
-            d_t: &[0.0],
-            input_proj_t: &p,
-        };
+        let w = input_only(&p);
         let mut st = State::new(1, 1);
         // below: V = 0.5, I = 0 stays 0.5
         st.v[0] = 0.5;
@@ -283,12 +283,7 @@ pub(crate) mod tests {
         net.params.adapt_rho = 0.9;
         let c = NeuronConsts::nominal(&net);
         let p = [1.0f32];
-        let w = StepWeights {
-            w_fast: None,
-            w_slow: None,
-            d_t: &[0.0],
-            input_proj_t: &p,
-        };
+        let w = input_only(&p);
         // an input u = V - V_rest holds V where it is: V += 0.02 (0.5 - V + u) = V
         let hold = |v: f32| v - 0.5;
         let mut st = State::new(1, 1);

@@ -156,19 +156,25 @@ pub fn chip_update(
     ))
 }
 
+/// The rule's settings for one ensemble trial: feedback gain, learning rate, the trial's index
+/// (it keys the initial V and the noise) and the rate guard (`max_rate_hz`, 0: none).
+#[derive(Clone, Copy, Debug)]
+pub struct TrialSettings {
+    pub k: f32,
+    pub eta: f32,
+    pub trial_index: u32,
+    pub max_rate_hz: f32,
+}
+
 /// The mean update of one ensemble trial: every chip runs the trial from `net`'s W_slow (in
 /// parallel, `online` as in [`chip_update`]), and the updates of the chips whose rate stayed at
 /// or below `max_rate_hz` (0: no limit) are averaged (None when every chip was left out).
-#[allow(clippy::too_many_arguments)]
 pub fn ensemble_update(
     net: &Network,
     chips: &[Instance],
     input: &[f32],
     target_x: &[f32],
-    k: f32,
-    eta: f32,
-    trial_index: u32,
-    max_rate_hz: f32,
+    t: &TrialSettings,
     online: bool,
 ) -> Result<(Option<Vec<f32>>, Vec<ChipTrial>), EngineError> {
     let c = net.n_in.max(1);
@@ -181,8 +187,20 @@ pub fn ensemble_update(
     }
     let runs: Vec<(Vec<f32>, TrainTrialStats)> = chips
         .par_iter()
-        .map(|chip| chip_update(net, chip, input, target_x, k, eta, trial_index, online))
+        .map(|chip| {
+            chip_update(
+                net,
+                chip,
+                input,
+                target_x,
+                t.k,
+                t.eta,
+                t.trial_index,
+                online,
+            )
+        })
         .collect::<Result<_, _>>()?;
+    let max_rate_hz = t.max_rate_hz;
     let keep = |s: &TrainTrialStats| max_rate_hz <= 0.0 || s.mean_rate_hz <= max_rate_hz;
     let kept = runs.iter().filter(|r| keep(&r.1)).count();
     let mean = (kept > 0).then(|| {
@@ -220,28 +238,14 @@ fn apply_mean(w_slow: &mut [f32], n: usize, mean: Option<Vec<f32>>) {
 }
 
 /// One ensemble trial: `W_slow += ` the [`ensemble_update`] of the chips (online updates).
-#[allow(clippy::too_many_arguments)]
 pub fn train_trial_ensemble(
     net: &mut Network,
     chips: &[Instance],
     input: &[f32],
     target_x: &[f32],
-    k: f32,
-    eta: f32,
-    trial_index: u32,
-    max_rate_hz: f32,
+    t: &TrialSettings,
 ) -> Result<Vec<ChipTrial>, EngineError> {
-    let (mean, trials) = ensemble_update(
-        net,
-        chips,
-        input,
-        target_x,
-        k,
-        eta,
-        trial_index,
-        max_rate_hz,
-        true,
-    )?;
+    let (mean, trials) = ensemble_update(net, chips, input, target_x, t, true)?;
     apply_mean(&mut net.w_slow, net.n, mean);
     Ok(trials)
 }
@@ -249,29 +253,15 @@ pub fn train_trial_ensemble(
 /// One ensemble trial of quantisation-aware training: the chips are drawn from and run on
 /// `running` (the quantised network, W_slow fixed within the trial), and the mean update moves
 /// the float `shadow` W_slow.
-#[allow(clippy::too_many_arguments)]
 pub fn train_trial_ensemble_shadow(
     running: &Network,
     shadow: &mut [f32],
     chips: &[Instance],
     input: &[f32],
     target_x: &[f32],
-    k: f32,
-    eta: f32,
-    trial_index: u32,
-    max_rate_hz: f32,
+    t: &TrialSettings,
 ) -> Result<Vec<ChipTrial>, EngineError> {
-    let (mean, trials) = ensemble_update(
-        running,
-        chips,
-        input,
-        target_x,
-        k,
-        eta,
-        trial_index,
-        max_rate_hz,
-        false,
-    )?;
+    let (mean, trials) = ensemble_update(running, chips, input, target_x, t, false)?;
     apply_mean(shadow, running.n, mean);
     Ok(trials)
 }
@@ -306,6 +296,16 @@ mod tests {
         (net, input, target)
     }
 
+    /// The settings of trial 7.
+    fn at(k: f32, eta: f32, max_rate_hz: f32) -> TrialSettings {
+        TrialSettings {
+            k,
+            eta,
+            trial_index: 7,
+            max_rate_hz,
+        }
+    }
+
     fn robust(e: usize) -> RobustTraining {
         RobustTraining {
             instances: e,
@@ -325,23 +325,14 @@ mod tests {
         let chips = draw_chips(&net, &robust(3), 1, 7, 0.2);
         let (eta, k) = (1e-4, 50.0);
         let mut together = net.clone();
-        train_trial_ensemble(&mut together, &chips, &input, &target, k, eta, 7, 0.0).unwrap();
+        train_trial_ensemble(&mut together, &chips, &input, &target, &at(k, eta, 0.0)).unwrap();
         let mut mean = vec![0f64; net.n * net.n];
         // f32 rounding scale of each entry: |w0| + sum of the chips' |dW|
         let mut scale: Vec<f64> = net.w_slow.iter().map(|w| w.abs() as f64).collect();
         for chip in &chips {
             let mut alone = net.clone();
-            train_trial_ensemble(
-                &mut alone,
-                std::slice::from_ref(chip),
-                &input,
-                &target,
-                k,
-                eta,
-                7,
-                0.0,
-            )
-            .unwrap();
+            let one = std::slice::from_ref(chip);
+            train_trial_ensemble(&mut alone, one, &input, &target, &at(k, eta, 0.0)).unwrap();
             for ((m, sc), (a, w0)) in mean
                 .iter_mut()
                 .zip(&mut scale)
@@ -412,10 +403,7 @@ mod tests {
             &chips,
             &input,
             &target,
-            k,
-            eta,
-            7,
-            0.0,
+            &at(k, eta, 0.0),
         )
         .unwrap();
         let mut want: Vec<f64> = net.w_slow.iter().map(|&w| w as f64).collect();
@@ -446,7 +434,7 @@ mod tests {
         let chips = draw_chips(&net, &robust(2), 1, 7, 0.2);
         let mut w = net.clone();
         let out =
-            train_trial_ensemble(&mut w, &chips, &input, &target, 50.0, 1e-4, 7, 1e-3).unwrap();
+            train_trial_ensemble(&mut w, &chips, &input, &target, &at(50.0, 1e-4, 1e-3)).unwrap();
         // every chip fires above 0.001 Hz: all left out, nothing moves
         assert!(out.iter().all(|c| c.skipped));
         assert_eq!(w.w_slow, net.w_slow);

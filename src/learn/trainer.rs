@@ -253,6 +253,12 @@ impl Rule {
             Rule::CpuEnsemble(r, total, qat) => {
                 let sigma = super::ensemble::sigma_at(r, index as usize, *total);
                 let r = &*r;
+                let at = super::ensemble::TrialSettings {
+                    k,
+                    eta,
+                    trial_index: index,
+                    max_rate_hz: r.max_rate_hz,
+                };
                 let runs: Vec<Vec<super::ensemble::ChipTrial>> = match qat {
                     Some(q) if q.w_slow => {
                         q.refresh(nets);
@@ -270,10 +276,7 @@ impl Rule {
                                     &chips,
                                     input,
                                     x,
-                                    k,
-                                    eta,
-                                    index,
-                                    r.max_rate_hz,
+                                    &at,
                                 )
                             })
                             .collect::<Result<_, _>>()?
@@ -284,16 +287,7 @@ impl Rule {
                         .zip(seeds)
                         .map(|((net, (input, x)), &seed)| {
                             let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
-                            super::ensemble::train_trial_ensemble(
-                                net,
-                                &chips,
-                                input,
-                                x,
-                                k,
-                                eta,
-                                index,
-                                r.max_rate_hz,
-                            )
+                            super::ensemble::train_trial_ensemble(net, &chips, input, x, &at)
                         })
                         .collect::<Result<_, _>>()?,
                 };
