@@ -69,7 +69,7 @@ const L_FAST: u32 = 1u;
 @group(0) @binding(3) var<storage, read> targets: array<vec4<f32>>;
 // W_slow per network (stride ws_stride = N nq): [pre][post quad].
 @group(0) @binding(4) var<storage, read_write> wslow: array<vec4<f32>>;
-// Per network (stride state_stride): V, I_fast, I_slow, r, I_fb (nq each), x~ (NCQ).
+// Per network (stride state_stride): V, I_fast, I_slow, r, a (STATE_BLOCKS blocks of nq), I_fb (nq), x~ (NCQ).
 @group(0) @binding(5) var<storage, read_write> state: array<vec4<f32>>;
 // Per network (stride out_stride, u32 words): spike counts (4 nq), x~ [t][k] (f32 bits), the
 // status word (loop_status).

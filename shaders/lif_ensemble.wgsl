@@ -70,7 +70,7 @@ const F_REC_V: u32 = 16u;
 @group(0) @binding(2) var<storage, read> inst: array<vec4<f32>>;
 // Inputs [trial][t][ch].
 @group(0) @binding(3) var<storage, read> inputs: array<f32>;
-// Per pair (stride state_stride): V, I_fast, I_slow, r (nq each), x~ (NCQ).
+// Per pair (stride state_stride): V, I_fast, I_slow, r, a (STATE_BLOCKS blocks of nq), x~ (NCQ).
 @group(0) @binding(4) var<storage, read_write> state: array<vec4<f32>>;
 // Per pair (stride out_stride, u32 words): spike counts (4 nq), y [t][o], x~ [t][k],
 // spike mask words [t][w], V [t][4 nq], the status word (loop_status).

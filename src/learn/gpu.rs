@@ -94,7 +94,7 @@ struct Dims {
     off_proj: usize,
     /// W_slow per network: N rows of nq.
     ws_stride: usize,
-    /// V, I_fast, I_slow, r, I_fb, x~.
+    /// V, I_fast, I_slow, r, a, I_fb, x~.
     state_stride: usize,
 }
 

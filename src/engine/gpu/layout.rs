@@ -11,7 +11,7 @@
 //!   (so identical to the CPU); no N x N or Nc x N data per instance: the W_slow, W_fast and D
 //!   mismatch factors are regenerated in the shader from Philox.
 //! * `inputs` (f32, `[trial][t][ch]`), shared by all instances.
-//! * `state` (per pair, `4 nq + ncq` vec4): V, I_fast, I_slow, r, x~.
+//! * `state` (per pair, `STATE_BLOCKS nq + ncq` vec4): V, I_fast, I_slow, r, a, x~.
 //! * `out` (per pair, u32 words): spike counts (4 nq), y `[t][n_out]`, then optionally x~
 //!   `[t][Nc]`, spike masks `[t][nw]`, V `[t][4 nq]`; last, the status word of the loop check
 //!   (see [`dispatch`]).
