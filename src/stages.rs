@@ -534,10 +534,9 @@ fn plain_comparison(
     backend: &Resolved,
     resume: bool,
 ) -> Result<Option<std::path::PathBuf>, Error> {
-    if !cfg.training.plain.compare || !cfg.training.is_robust() {
+    let Some(plain_run) = plain_run(cfg, run) else {
         return Ok(None);
-    }
-    let plain_run = RunDir::new(run.root.join(PLAIN_DIR));
+    };
     let mut plain_cfg = cfg.clone();
     plain_cfg.training = cfg.training.plain_recipe();
     if !done(&plain_run.snn()) || resume {
@@ -568,9 +567,15 @@ fn plain_comparison(
 /// `DIR/plain/` when `[training.plain] compare` is on for a robust recipe and its network is
 /// trained (what `evaluate` adds to its comparison, as `run` does).
 pub fn trained_plain(cfg: &Config, run: &RunDir) -> Option<std::path::PathBuf> {
-    let plain = RunDir::new(run.root.join(PLAIN_DIR));
-    (cfg.training.plain.compare && cfg.training.is_robust() && plain.network_file().is_file())
-        .then_some(plain.root)
+    plain_run(cfg, run)
+        .filter(|p| p.network_file().is_file())
+        .map(|p| p.root)
+}
+
+/// The plain network's run folder when the config asks for the comparison.
+fn plain_run(cfg: &Config, run: &RunDir) -> Option<RunDir> {
+    (cfg.training.plain.compare && cfg.training.is_robust())
+        .then(|| RunDir::new(run.root.join(PLAIN_DIR)))
 }
 
 /// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),

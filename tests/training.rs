@@ -45,20 +45,27 @@ fn small_setup() -> (TeacherWeights, XorTask, SnnParams, TrainingConfig) {
     (teacher, task, params, cfg)
 }
 
+/// A freshly initialised network of `small_setup`'s shape (Nc = 16, one input and output).
+fn network(
+    teacher: &TeacherWeights,
+    params: &SnnParams,
+    seed: u64,
+) -> Result<Network, robust_snn::snn::SnnError> {
+    Network::init(
+        params.clone(),
+        teacher.w_in.clone(),
+        teacher.w_out.clone(),
+        16,
+        1,
+        1,
+        seed,
+    )
+}
+
 #[test]
 fn resumed_training_equals_uninterrupted_training() {
     let (teacher, task, params, cfg) = small_setup();
-    let make = |seed: u64| {
-        Network::init(
-            params.clone(),
-            teacher.w_in.clone(),
-            teacher.w_out.clone(),
-            16,
-            1,
-            1,
-            seed,
-        )
-    };
+    let make = |seed: u64| network(&teacher, &params, seed);
     let straight = train_networks(
         &make,
         &teacher,
@@ -284,17 +291,7 @@ fn train_stage_writes_network_metrics_and_plots() {
 
 fn train_with(cfg: &TrainingConfig) -> Vec<robust_snn::learn::trainer::TrainedNetwork> {
     let (teacher, task, params, _) = small_setup();
-    let make = |seed: u64| {
-        Network::init(
-            params.clone(),
-            teacher.w_in.clone(),
-            teacher.w_out.clone(),
-            16,
-            1,
-            1,
-            seed,
-        )
-    };
+    let make = |seed: u64| network(&teacher, &params, seed);
     train_networks(
         &make,
         &teacher,
@@ -347,16 +344,7 @@ fn quantised_matrices_stay_on_their_grid_through_training() {
     let cfg = TrainingConfig { qat_bits: 4, ..cfg };
     let trained = train_with(&cfg);
     let net = &trained[0].net;
-    let fresh = Network::init(
-        params,
-        teacher.w_in.clone(),
-        teacher.w_out.clone(),
-        16,
-        1,
-        1,
-        trained[0].network_seed,
-    )
-    .unwrap();
+    let fresh = network(&teacher, &params, trained[0].network_seed).unwrap();
     let q = fresh.quantized(4);
     assert_eq!(net.f, q.f);
     assert_eq!(net.d, q.d);
