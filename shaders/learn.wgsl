@@ -17,8 +17,9 @@
 // Invocation `lid` owns neuron quads lid, lid + WG, ... and k-quads likewise. It reads and
 // writes only its own columns of W_slow, so the rank-1 update needs no atomics or barriers;
 // rs and the masks are double-buffered, so two barriers per step suffice.
-// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ` and lif_step.wgsl (the step functions, the
-// masks, x~, the state load/store and the loop check; src/engine/gpu/shaders.rs).
+// The host prepends `const WG, QPI, KPI, NW, NCQ, NQ`, lif_step.wgsl (the step functions, the
+// masks, x~, the state load/store and the loop check) and rule.wgsl (F e, the rank-1 update, the
+// end of a dispatch; src/engine/gpu/shaders.rs).
 
 struct LearnJob {
     n: u32,
@@ -67,19 +68,20 @@ const L_FAST: u32 = 1u;
 @group(0) @binding(2) var<storage, read> inputs: array<f32>;
 // Teacher activations x, per network [t][k-quad] (stride steps * NCQ), padded with 0.
 @group(0) @binding(3) var<storage, read> targets: array<vec4<f32>>;
-// W_slow per network (stride ws_stride = N nq): [pre][post quad].
-@group(0) @binding(4) var<storage, read_write> wslow: array<vec4<f32>>;
+// W_slow per network (stride ws_stride = N nq): [pre][post quad], the matrix the rule writes.
+@group(0) @binding(4) var<storage, read_write> plastic: array<vec4<f32>>;
 // Per network (stride state_stride): V, I_fast, I_slow, r, a (STATE_BLOCKS blocks of nq), I_fb (nq), x~ (NCQ).
 @group(0) @binding(5) var<storage, read_write> state: array<vec4<f32>>;
 // Per network (stride out_stride, u32 words): spike counts (4 nq), x~ [t][k] (f32 bits), the
 // status word (loop_status).
 @group(0) @binding(6) var<storage, read_write> out: array<u32>;
 
-var<workgroup> rs: array<array<vec4<f32>, NQ>, 2>;
-var<workgroup> es: array<vec4<f32>, NCQ>;
-
-// The input projection for add_input (lif_step.wgsl).
+// The input projection for add_input (lif_step.wgsl) and the encoder for project_error (rule.wgsl).
 fn input_proj(i: u32) -> vec4<f32> {
+    return nets[i];
+}
+
+fn encoder(i: u32) -> vec4<f32> {
     return nets[i];
 }
 
@@ -149,7 +151,7 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
                     if fast_on {
                         nrn[m].i_fast = nrn[m].i_fast + nets[nb + j * nq + q] * job.inv_fast;
                     }
-                    nrn[m].i_slow = nrn[m].i_slow + wslow[wb + j * nq + q] * job.inv_slow;
+                    nrn[m].i_slow = nrn[m].i_slow + plastic[wb + j * nq + q] * job.inv_slow;
                 }
             }
         }
@@ -173,50 +175,14 @@ fn learn(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
         // ---- C: F e, the next feedback current, and the rank-1 update of W_slow
         for (var m = 0u; m < QPI; m++) {
             let q = lid + m * WG;
-            if q >= nq {
-                continue;
-            }
-            var f = vec4<f32>(0.0);
-            for (var kq = 0u; kq < NCQ; kq++) {
-                let e = es[kq];
-                for (var l = 0u; l < 4u; l++) {
-                    let k = 4u * kq + l;
-                    if k < job.nc {
-                        f = f + nets[nb + job.off_ft + k * nq + q] * e[l];
-                    }
-                }
-            }
-            fe[m] = f;
-            i_fb[m] = job.k_fb * f;
-        }
-        for (var pre = 0u; pre < job.n; pre++) {
-            let a = job.eta * rs[buf][pre / 4u][pre % 4u];
-            if a == 0.0 {
-                continue;
-            }
-            for (var m = 0u; m < QPI; m++) {
-                let q = lid + m * WG;
-                if q >= nq {
-                    continue;
-                }
-                let o = wb + pre * nq + q;
-                var w = wslow[o] + a * fe[m];
-                if q == pre / 4u {
-                    w[pre % 4u] = 0.0;
-                }
-                wslow[o] = w;
+            if q < nq {
+                fe[m] = project_error(nb + job.off_ft, nq, job.nc, q);
+                i_fb[m] = job.k_fb * fe[m];
             }
         }
+        rank1_update(lid, buf, wb, job.n, nq, job.eta, fe);
     }
 
     // persist the state and the feedback current for the next dispatch
-    store_state(lid, sb, ob, nq);
-    for (var m = 0u; m < QPI; m++) {
-        let q = lid + m * WG;
-        if q < nq {
-            state[sb + STATE_BLOCKS * nq + q] = i_fb[m];
-        }
-    }
-    store_xs(lid, sb + (STATE_BLOCKS + 1u) * nq);
-    end_dispatch(lid, ob + job.off_status, job.probe, s, job.t_start);
+    end_learn_dispatch(lid, sb, ob, nq, i_fb, ob + job.off_status, job.probe, s, job.t_start);
 }

@@ -12,11 +12,10 @@
 //      x~ = D_eff r                                               (per-neuron tau_out: dense)
 //   C  y = W_outᵀ x~ (sequential over k, like `network::readout`); optional records.
 //
-// Effective weights are procedural: W_eff = (1 + sigma z) W with z from Philox keyed like the
-// CPU (W_SLOW (pre, post/4) lane post%4, W_FAST (pre, post/4) lane post%4, W_D (k, i/4) lane i%4).
+// Effective weights are procedural (chip.wgsl).
 // Neuron i lives in quad q = i/4 (vec4 lanes); invocation `lid` owns quads lid, lid + WG, ...
 // The host prepends `const WG, QPI, KPI, NW, NCQ` (workgroup size, quads and k-quads per
-// invocation, mask words, k-quads), rng.wgsl and lif_step.wgsl (src/engine/gpu/shaders.rs).
+// invocation, mask words, k-quads), rng.wgsl, lif_step.wgsl and chip.wgsl (src/engine/gpu/shaders.rs).
 
 struct Job {
     n: u32,
@@ -76,44 +75,9 @@ const F_REC_V: u32 = 16u;
 // spike mask words [t][w], V [t][4 nq], the status word (loop_status).
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
-// The head of an instance's block (`instance_block` on the host).
-struct InstanceInfo {
-    index: u32,
-    sigma_w_slow: f32,
-    sigma_w_fast: f32,
-    sigma_d: f32,
-    noise_std: f32,
-    // tau_out is the same for every neuron: x~ is then updated per spike with these two
-    shared_out: bool,
-    decay_out: f32,
-    inv_tau_out: f32,
-}
-
-fn instance_info(ib: u32) -> InstanceInfo {
-    let a = inst[ib];
-    let b = inst[ib + 1u];
-    return InstanceInfo(bitcast<u32>(a.x), a.y, a.z, a.w, b.x, b.y > 0.5, b.z, b.w);
-}
-
-// The constants of quad q from the instance's blocks at pb.
-fn quad_consts(pb: u32, nq: u32, q: u32) -> QuadConsts {
-    let o = pb + q;
-    return QuadConsts(inst[o], inst[o + nq], inst[o + 2u * nq], inst[o + 3u * nq],
-        inst[o + 4u * nq], inst[o + 5u * nq], inst[o + 6u * nq], inst[o + 7u * nq]);
-}
-
 // The input projection for add_input (lif_step.wgsl).
 fn input_proj(i: u32) -> vec4<f32> {
     return inst[i];
-}
-
-// (1 + sigma z) w with z = normal4(stream, a, b): a mismatched quad of a recurrent matrix.
-fn mismatched(w: vec4<f32>, sigma: f32, index: u32, stream: u32, a: u32, b: u32, key: vec2<u32>) -> vec4<f32> {
-    if sigma == 0.0 {
-        return w;
-    }
-    let z = normal4_from_words(philox(vec4<u32>(index, stream, a, b), key));
-    return (1.0 + sigma * z) * w;
 }
 
 @compute @workgroup_size(WG)
@@ -135,18 +99,8 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
 
     for (var m = 0u; m < QPI; m++) {
         let q = lid + m * WG;
-        if q >= nq {
-            continue;
-        }
-        if job.t_start != 0u {
-            nrn[m] = load_quad(sb, ob, nq, q);
-        } else {
-            // V_i = V_reset + u (V_th_i - V_reset), u = uniform4(INIT_V, trial, i/4)[i%4]
-            let u = uniform4_from_words(philox(vec4<u32>(index, STREAM_INIT_V, trial, q), key));
-            let vth = inst[pb + nq + q];
-            let v0 = job.v_reset + u * (vth - vec4<f32>(job.v_reset));
-            let zero = vec4<f32>(0.0);
-            nrn[m] = NeuronQuad(select(v0, zero, vth >= vec4<f32>(SILENT_TH)), zero, zero, zero, zero, vec4<u32>(0u));
+        if q < nq {
+            nrn[m] = chip_quad(job.t_start, sb, ob, pb, nq, q, index, trial, key, job.v_reset);
         }
     }
     load_xs(lid, sb + STATE_BLOCKS * nq, job.t_start == 0u);
@@ -165,12 +119,7 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
             }
             let c = quad_consts(pb, nq, q);
             let cur = add_input(nrn[m].i_slow + nrn[m].i_fast, in_base, job.c_in, pb + 8u * nq, nq, q);
-            var n = lif_integrate(nrn[m], cur, c, job.v_rest, job.bias);
-            if info.noise_std > 0.0 {
-                let z = normal4_from_words(philox(vec4<u32>(index, STREAM_NOISE, trial, t * nq + q), key));
-                n.v = n.v + info.noise_std * z;
-            }
-            n.v = select(n.v, vec4<f32>(0.0), c.v_th >= vec4<f32>(SILENT_TH));
+            var n = noise_and_silence(lif_integrate(nrn[m], cur, c, job.v_rest, job.bias), c, info, q, nq, trial, t, key);
             n = lif_fire(q, buf, n, c, job.v_reset, job.adapt_beta, job.adapt_rho);
             nrn[m] = n;
             if !info.shared_out {
@@ -199,79 +148,17 @@ fn lif_ensemble(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                             continue;
                         }
                         // I_slow[i] += W_slow_eff[j][i] / tau_slow_i, I_fast likewise
-                        if slow_on {
-                            let ws = mismatched(net[j * nq + q], info.sigma_w_slow, index, STREAM_W_SLOW, j, q, key);
-                            nrn[m].i_slow = nrn[m].i_slow + ws * inst[pb + 5u * nq + q];
-                        }
-                        if fast_on {
-                            let wf = mismatched(net[job.off_fast + j * nq + q], info.sigma_w_fast, index, STREAM_W_FAST, j, q, key);
-                            nrn[m].i_fast = nrn[m].i_fast + wf * inst[pb + 3u * nq + q];
-                        }
+                        let ws = select(vec4<f32>(0.0), net[j * nq + q], slow_on);
+                        nrn[m] = propagate_spike(nrn[m], ws, slow_on, fast_on, j, q, nq, pb, info, key, job.off_fast);
                     }
                 }
             }
         }
         for (var m = 0u; m < KPI; m++) {
             let kq = lid + m * WG;
-            if kq >= NCQ {
-                continue;
-            }
-            let k0 = 4u * kq;
-            let sig_d = info.sigma_d;
-            if info.shared_out {
-                // x~ = x~ e^{-dt/tau_out} + sum_j D_eff[:, j] / tau_out
-                var x = xs[kq] * info.decay_out;
-                for (var w = 0u; w < NW; w++) {
-                    var bits = spike_word(buf, w);
-                    while bits != 0u {
-                        let j = pop_spike(&bits, w);
-                        var d = net[job.off_d + j * NCQ + kq];
-                        if sig_d != 0.0 {
-                            let jq = j / 4u;
-                            let l = j % 4u;
-                            let z = vec4<f32>(
-                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0, jq), key), l),
-                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 1u, jq), key), l),
-                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 2u, jq), key), l),
-                                normal_lane(philox(vec4<u32>(index, STREAM_W_D, k0 + 3u, jq), key), l),
-                            );
-                            d = d * (1.0 + sig_d * z);
-                        }
-                        x = x + d * info.inv_tau_out;
-                    }
-                }
-                xs[kq] = x;
-            } else {
-                // x~ = D_eff r (dense, ascending i, neurons with r = 0 skipped)
-                var x = vec4<f32>(0.0);
-                for (var q = 0u; q < nq; q++) {
-                    let rq = state[sb + 3u * nq + q];
-                    if all(rq == vec4<f32>(0.0)) {
-                        continue;
-                    }
-                    var z0 = vec4<f32>(0.0);
-                    var z1 = vec4<f32>(0.0);
-                    var z2 = vec4<f32>(0.0);
-                    var z3 = vec4<f32>(0.0);
-                    if sig_d != 0.0 {
-                        z0 = normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0, q), key));
-                        z1 = normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 1u, q), key));
-                        z2 = normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 2u, q), key));
-                        z3 = normal4_from_words(philox(vec4<u32>(index, STREAM_W_D, k0 + 3u, q), key));
-                    }
-                    for (var l = 0u; l < 4u; l++) {
-                        let ri = rq[l];
-                        if ri == 0.0 {
-                            continue;
-                        }
-                        var d = net[job.off_d + (4u * q + l) * NCQ + kq];
-                        if sig_d != 0.0 {
-                            d = d * (1.0 + sig_d * vec4<f32>(z0[l], z1[l], z2[l], z3[l]));
-                        }
-                        x = x + d * ri;
-                    }
-                }
-                xs[kq] = x;
+            if kq < NCQ {
+                // step 7
+                xs[kq] = decode_xs(xs[kq], kq, buf, sb + 3u * nq, nq, info, key, job.off_d);
             }
         }
         // r in `state` (per-neuron tau_out) is read by every invocation above and written by

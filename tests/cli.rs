@@ -360,8 +360,12 @@ fn run_on_the_gpu_opens_one_device() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches("gpu: opened a device").count(), 1, "{err}");
-    // the default recipe is robust: its rule runs on the CPU trainer, with a notice
-    assert!(err.contains("run on the CPU trainer"), "{err}");
+    // the default recipe is robust: its mismatch-ensemble rule runs on the GPU ensemble
+    // trainer, the plain comparison's on the GPU trainer
+    assert!(err.contains("on the GPU ensemble trainer"), "{err}");
+    assert!(!err.contains("CPU trainer"), "{err}");
+    let m = std::fs::read_to_string(dir.path().join("run/snn/metrics.json")).unwrap();
+    assert!(m.contains("\"backend\": \"gpu:"), "{m}");
     let m = std::fs::read_to_string(dir.path().join("run/teacher/metrics.json")).unwrap();
     assert!(m.contains("\"backend\": \"gpu:"), "{m}");
 }

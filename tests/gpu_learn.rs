@@ -334,7 +334,6 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
     // the default XOR size (N = 320, Nc = 64, 1000-step trials): dispatches of this size that
     // llvmpipe's loop limit once cut short (engine::gpu::dispatch).
     use robust_snn::config::TrainingConfig;
-    use robust_snn::learn::trainer::{TrainOptions, train_networks};
     let Some(ctx) = context() else { return };
     let teacher = common::random_teacher(64, 3);
     let task = common::xor_task(1000, 5);
@@ -342,7 +341,7 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
         n: 320,
         ..SnnParams::default()
     };
-    let cfg = TrainingConfig {
+    let plain = TrainingConfig {
         epochs: 2,
         samples_per_epoch: 2,
         eta: 1e-6,
@@ -351,6 +350,42 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
         test_trials: 2,
         ..TrainingConfig::default()
     };
+    // mismatch-ensemble training (the GPU ensemble trainer), alone and with 4-bit QAT
+    let robust = TrainingConfig {
+        robust: RobustTraining {
+            instances: 3,
+            sigma: 0.1,
+            sigma_start: 0.02,
+            ramp: 0.5,
+            nominal_share: 0.34,
+            silence: 0.2,
+            max_rate_hz: 100.0,
+            ..RobustTraining::default()
+        },
+        ..plain.clone()
+    };
+    let robust_qat = TrainingConfig {
+        qat_bits: 4,
+        ..robust.clone()
+    };
+    for (what, cfg) in [
+        ("plain", plain),
+        ("ensemble", robust),
+        ("ensemble + QAT", robust_qat),
+    ] {
+        eprintln!("-- {what}");
+        follows_the_cpu_run(&ctx, &teacher, &task, &params, &cfg);
+    }
+}
+
+fn follows_the_cpu_run(
+    ctx: &Arc<GpuContext>,
+    teacher: &robust_snn::teacher::TeacherWeights,
+    task: &robust_snn::tasks::xor::XorTask,
+    params: &SnnParams,
+    cfg: &robust_snn::config::TrainingConfig,
+) {
+    use robust_snn::learn::trainer::{TrainOptions, train_networks};
     let make = |seed: u64| {
         Network::init(
             params.clone(),
@@ -365,9 +400,9 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
     let run = |gpu| {
         train_networks(
             &make,
-            &teacher,
-            &task,
-            &cfg,
+            teacher,
+            task,
+            cfg,
             9,
             &TrainOptions {
                 checkpoint: None,
@@ -379,7 +414,7 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
         .unwrap()
     };
     let cpu = run(None);
-    let gpu = run(Some(ctx));
+    let gpu = run(Some(ctx.clone()));
     assert_eq!(cpu[0].history.len(), gpu[0].history.len());
     // Same spikes in every epoch (adapters without FMA contraction, lavapipe among them): the
     // runs differ by rounding only, R to 1e-3 and W_slow to 1e-3 of max |W| (sums of ~4000
@@ -498,4 +533,246 @@ fn a_dispatch_cut_short_by_the_loop_limit_is_an_error() {
         Ok(one) if !limited => assert!(one == planned, "one dispatch changed the training"),
         other => panic!("loop limit {limited}: {:?}", other.map(|o| o.0)),
     }
+}
+
+// ---- mismatch-ensemble training: GpuEnsembleTrainer vs learn::ensemble (the CPU twin)
+
+use robust_snn::chip::Instance;
+use robust_snn::config::RobustTraining;
+use robust_snn::learn::GpuEnsembleTrainer;
+use robust_snn::learn::ensemble::{
+    ChipTrial, TrialSettings, draw_chips, train_trial_ensemble, train_trial_ensemble_shadow,
+};
+
+/// A network with a nonzero W_slow, so that its mismatch (and online learning) matters.
+fn ensemble_net(use_fast: bool) -> Network {
+    let mut net = test_net(48, 12, 2, use_fast, 5);
+    let n = net.n;
+    for (i, w) in net.w_slow.iter_mut().enumerate() {
+        if i / n != i % n {
+            *w = ((i as f32) * 0.37).sin() * 0.02;
+        }
+    }
+    net
+}
+
+/// Compares the GPU's and the CPU's chips and weights after one trial. The chips run the same
+/// function in two compilers: when every chip spikes alike (lavapipe does not contract FMAs),
+/// the weights differ by rounding only: each element of the mean update is a sum of at most
+/// T = 100 rank-1 terms per chip, each within ~(Nc + 4) ULP of the CPU's; like the single-network
+/// test (gpu_training_matches_cpu) 1e-4 of the largest update bounds that with a wide margin,
+/// plus the rounding of W = W0 + mean itself (2 ULP of |W0|). A flipped spike makes two
+/// statistically equal trials: R then agrees to a few per cent.
+fn compare_ensemble(
+    what: &str,
+    w0: &[f32],
+    (gpu_w, gpu): (&[f32], &[ChipTrial]),
+    (cpu_w, cpu): (&[f32], &[ChipTrial]),
+) {
+    assert_eq!(gpu.len(), cpu.len());
+    let same_spikes = gpu
+        .iter()
+        .zip(cpu)
+        .all(|(g, c)| g.stats.spikes == c.stats.spikes);
+    for (g, c) in gpu.iter().zip(cpu) {
+        assert_eq!(g.index, c.index);
+        assert!(c.stats.spikes > 20, "{what}: chip {} should spike", c.index);
+        let ds = (g.stats.spikes as f64 - c.stats.spikes as f64).abs();
+        assert!(ds <= 0.02 * c.stats.spikes as f64, "{what}: {g:?} vs {c:?}");
+        let dr = (g.stats.recon_error - c.stats.recon_error).abs() / c.stats.recon_error;
+        assert!(
+            dr <= if same_spikes { 1e-3 } else { 0.05 },
+            "{what}: {g:?} vs {c:?}"
+        );
+    }
+    let max_dw = cpu_w
+        .iter()
+        .zip(w0)
+        .fold(0f64, |m, (&w, &a)| m.max((w as f64 - a as f64).abs()));
+    let max_w0 = w0.iter().fold(0f32, |m, w| m.max(w.abs())) as f64;
+    assert!(max_dw > 0.0, "{what}: the trial should move W_slow");
+    let d = gpu_w
+        .iter()
+        .zip(cpu_w)
+        .fold(0f64, |m, (&g, &c)| m.max((g as f64 - c as f64).abs()));
+    eprintln!(
+        "{what}: spikes {:?} (same: {same_spikes}); max |dW| {max_dw:.3e}, max |GPU - CPU| {d:.3e}",
+        gpu.iter().map(|c| c.stats.spikes).collect::<Vec<_>>()
+    );
+    if same_spikes {
+        let tol = 1e-4 * max_dw + 2.0 * f32::EPSILON as f64 * max_w0;
+        assert!(d <= tol, "{what}: W_slow differs by {d} (tolerance {tol})");
+    } else {
+        // two equal trainings: the updates still agree in direction and size
+        let (mut dot, mut gg, mut cc) = (0f64, 0f64, 0f64);
+        for ((&g, &c), &a) in gpu_w.iter().zip(cpu_w).zip(w0) {
+            let (x, y) = (g as f64 - a as f64, c as f64 - a as f64);
+            dot += x * y;
+            gg += x * x;
+            cc += y * y;
+        }
+        let corr = dot / (gg.sqrt() * cc.sqrt());
+        assert!(corr > 0.9, "{what}: updates correlate {corr}");
+    }
+}
+
+fn robust_chips(full: bool, instances: usize) -> RobustTraining {
+    RobustTraining {
+        instances,
+        sigma: 0.2,
+        sigma_start: 0.2,
+        full,
+        nominal_share: 0.25,
+        noise: 0.02,
+        silence: 0.1,
+        ..RobustTraining::default()
+    }
+}
+
+fn at(trial_index: u32, max_rate_hz: f32) -> TrialSettings {
+    TrialSettings {
+        k: 100.0,
+        eta: 1e-4,
+        trial_index,
+        max_rate_hz,
+    }
+}
+
+/// Two trials (W_slow carries over between them) of 4 chips: one nominal, three mismatched with
+/// noise and silenced neurons; paper mode (procedural W_slow factors, shared tau_out) with
+/// W_fast and adaptation, and full mode (W_fast factors, per-neuron tau_out: the dense decoder).
+#[test]
+fn gpu_ensemble_training_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    for (full, use_fast, beta) in [
+        (false, true, 0.05f32),
+        (true, true, 0.0),
+        (false, false, 0.0),
+    ] {
+        let mut net = ensemble_net(use_fast);
+        net.params.adapt_beta = beta;
+        net.params.adapt_rho = 0.95;
+        let r = robust_chips(full, 4);
+        let w0 = net.w_slow.clone();
+        let mut cpu = net.clone();
+        let mut tr = GpuEnsembleTrainer::new(ctx.clone(), &net, 4).unwrap();
+        let mut prev = w0.clone();
+        for (trial, steps, s) in [(3u32, 100usize, 7u64), (4, 60, 8)] {
+            let input = smooth_input(steps, 2, 2.0, s);
+            let x = toy_teacher(&net, &input);
+            let chips: Vec<Instance> = draw_chips(&net, &r, 11, trial, 0.2);
+            assert_eq!(chips[0].tau_mem[0], net.params.tau_mem_s());
+            // the CPU runs from the GPU's weights of the previous trial, so that each trial
+            // is compared on its own
+            cpu.w_slow = prev.clone();
+            let c = train_trial_ensemble(&mut cpu, &chips, &input, &x, &at(trial, 0.0)).unwrap();
+            let g = tr
+                .train_trial(&net, &chips, &input, &x, &at(trial, 0.0))
+                .unwrap();
+            let gw = tr.w_slow().unwrap();
+            let what = format!("full {full}, fast {use_fast}, beta {beta}, trial {trial}");
+            compare_ensemble(&what, &prev, (&gw, &g), (&cpu.w_slow, &c));
+            assert!((0..net.n).all(|i| gw[i * net.n + i] == 0.0));
+            prev = gw;
+        }
+    }
+}
+
+/// Quantisation-aware ensemble training: the chips run the 4-bit network with W_slow fixed
+/// within the trial, and the mean update moves the float shadow.
+#[test]
+fn gpu_qat_ensemble_moves_the_shadow_like_the_cpu() {
+    let Some(ctx) = context() else { return };
+    let net = ensemble_net(true);
+    let running = net.quantized(4);
+    let r = robust_chips(false, 3);
+    let chips = draw_chips(&running, &r, 11, 5, 0.2);
+    let input = smooth_input(100, 2, 2.0, 9);
+    let x = toy_teacher(&net, &input);
+    let mut shadow = net.w_slow.clone();
+    let c = train_trial_ensemble_shadow(&running, &mut shadow, &chips, &input, &x, &at(5, 0.0))
+        .unwrap();
+    let mut tr = GpuEnsembleTrainer::with_shadow(ctx.clone(), &running, &net.w_slow, 3).unwrap();
+    let g = tr
+        .train_trial(&running, &chips, &input, &x, &at(5, 0.0))
+        .unwrap();
+    compare_ensemble(
+        "qat",
+        &net.w_slow,
+        (&tr.shadow().unwrap(), &g),
+        (&shadow, &c),
+    );
+    // the running weights stay on their grid
+    assert_eq!(tr.w_slow().unwrap(), running.w_slow);
+    // a new running W_slow is what the chips run next
+    let requantised = robust_snn::snn::quantize::quantize(&shadow, 4);
+    tr.set_running_w_slow(&requantised).unwrap();
+    assert_eq!(tr.w_slow().unwrap(), requantised);
+}
+
+/// Chunks (5 chips in chunks of 2) give the same chips and, up to the order of the mean's sum,
+/// the same weights; a rate limit below every chip's rate leaves W_slow where it was, as on the
+/// CPU.
+#[test]
+fn chunked_ensemble_training_equals_one_chunk_and_the_rate_guard_holds() {
+    let Some(ctx) = context() else { return };
+    let net = ensemble_net(true);
+    let r = robust_chips(false, 5);
+    let chips = draw_chips(&net, &r, 11, 2, 0.2);
+    let input = smooth_input(80, 2, 2.0, 3);
+    let x = toy_teacher(&net, &input);
+    let mut one = GpuEnsembleTrainer::new(ctx.clone(), &net, 5).unwrap();
+    assert_eq!(one.chunking(), (5, 1));
+    let mut chunked =
+        GpuEnsembleTrainer::with_max_chips_per_chunk(ctx.clone(), &net, 5, 2).unwrap();
+    assert_eq!(chunked.chunking(), (2, 3));
+    let a = one
+        .train_trial(&net, &chips, &input, &x, &at(2, 0.0))
+        .unwrap();
+    let b = chunked
+        .train_trial(&net, &chips, &input, &x, &at(2, 0.0))
+        .unwrap();
+    assert_eq!(a, b);
+    let (wa, wb) = (one.w_slow().unwrap(), chunked.w_slow().unwrap());
+    let max_dw = wa
+        .iter()
+        .zip(&net.w_slow)
+        .fold(0f32, |m, (w, v)| m.max((w - v).abs()));
+    let (d, _) = max_diff(&wa, &wb);
+    // the mean of 5 updates summed in another order: a few ULP of the largest
+    assert!(d <= 8.0 * f32::EPSILON * (max_dw + 0.02), "{d}");
+    // fewer chips than the capacity use the first chunks only
+    chunked.set_running_w_slow(&net.w_slow).unwrap();
+    let few = chunked
+        .train_trial(&net, &chips[..3], &input, &x, &at(2, 0.0))
+        .unwrap();
+    assert_eq!(few[..], a[..3]);
+
+    let mut guarded = GpuEnsembleTrainer::new(ctx.clone(), &net, 5).unwrap();
+    let g = guarded
+        .train_trial(&net, &chips, &input, &x, &at(2, 1e-3))
+        .unwrap();
+    assert!(g.iter().all(|c| c.skipped));
+    assert_eq!(guarded.w_slow().unwrap(), net.w_slow);
+    let mut cpu = net.clone();
+    let c = train_trial_ensemble(&mut cpu, &chips, &input, &x, &at(2, 1e-3)).unwrap();
+    assert!(c.iter().all(|c| c.skipped));
+
+    // bad input is an error, not a panic
+    assert!(
+        guarded
+            .train_trial(&net, &[], &input, &x, &at(2, 0.0))
+            .is_err()
+    );
+    let six: Vec<Instance> = draw_chips(&net, &robust_chips(false, 6), 11, 2, 0.2);
+    assert!(
+        guarded
+            .train_trial(&net, &six, &input, &x, &at(2, 0.0))
+            .is_err()
+    );
+    assert!(
+        guarded
+            .train_trial(&net, &chips, &input[1..], &x, &at(2, 0.0))
+            .is_err()
+    );
 }

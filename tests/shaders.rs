@@ -34,6 +34,20 @@ fn the_learning_kernel_validates_for_every_shape() {
 }
 
 #[test]
+fn the_ensemble_learning_kernels_validate_for_every_shape() {
+    for s in shapes() {
+        if let Err(e) = shaders::validate(&shaders::learn_ensemble(&s)) {
+            panic!("learn_ensemble for {s:?}:\n{e}");
+        }
+    }
+    for wg in [1, 64, 256] {
+        if let Err(e) = shaders::validate(&shaders::learn_reduce(wg)) {
+            panic!("learn_reduce for WG {wg}:\n{e}");
+        }
+    }
+}
+
+#[test]
 fn the_rng_test_kernel_validates() {
     shaders::validate(&shaders::rng_test()).unwrap();
 }
@@ -46,10 +60,20 @@ fn a_broken_shader_is_reported_with_its_line() {
     assert!(e.contains("vv_nope"), "{e}");
 }
 
-/// The longest run of consecutive lines (compared trimmed) that two sources share.
+/// The longest run of consecutive lines (compared trimmed) that two sources share, and where it
+/// starts in each (line numbers). Blank lines and lines of closing braces do not count: a run
+/// of them is layout, not copied logic.
 fn longest_shared_run(a: &str, b: &str) -> (usize, usize, usize) {
-    let a: Vec<&str> = a.lines().map(str::trim).collect();
-    let b: Vec<&str> = b.lines().map(str::trim).collect();
+    let lines = |s: &str| -> Vec<(usize, String)> {
+        s.lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim().to_string()))
+            .filter(|(_, l)| !l.chars().all(|c| c == '}' || c.is_whitespace()))
+            .collect()
+    };
+    let (la, lb) = (lines(a), lines(b));
+    let a: Vec<&str> = la.iter().map(|l| l.1.as_str()).collect();
+    let b: Vec<&str> = lb.iter().map(|l| l.1.as_str()).collect();
     // run[j] = length of the common run ending at (i, j)
     let mut best = (0, 0, 0);
     let mut prev = vec![0usize; b.len() + 1];
@@ -65,31 +89,60 @@ fn longest_shared_run(a: &str, b: &str) -> (usize, usize, usize) {
         }
         prev = cur;
     }
-    best
+    if best.0 == 0 {
+        return best;
+    }
+    (best.0, la[best.1 - 1].0, lb[best.2 - 1].0)
 }
 
 #[test]
-fn the_kernels_share_their_step_code_through_lif_step_and_copy_no_run_of_six_lines() {
-    let (run, at_learn, at_ens) = longest_shared_run(shaders::LEARN, shaders::ENSEMBLE);
-    assert!(
-        run < 6,
-        "learn.wgsl line {at_learn} and lif_ensemble.wgsl line {at_ens} share {run} lines: move \
-         them into lif_step.wgsl"
-    );
+fn the_kernels_share_their_step_code_through_included_files_and_copy_no_run_of_six_lines() {
+    let kernels = [
+        ("learn.wgsl", shaders::LEARN),
+        ("lif_ensemble.wgsl", shaders::ENSEMBLE),
+        ("learn_ensemble.wgsl", shaders::LEARN_ENSEMBLE),
+    ];
+    for (i, (na, a)) in kernels.iter().enumerate() {
+        for (nb, b) in &kernels[i + 1..] {
+            let (run, at_a, at_b) = longest_shared_run(a, b);
+            assert!(
+                run < 6,
+                "{na} line {at_a} and {nb} line {at_b} share {run} lines: move them into an \
+                 included file (lif_step.wgsl, chip.wgsl, rule.wgsl)"
+            );
+        }
+    }
     // the check itself finds a copied run
     let head: Vec<&str> = shaders::LIF_STEP.lines().take(40).collect();
     let copied = format!("{}\n{}", shaders::LEARN, head.join("\n"));
     assert!(longest_shared_run(&copied, shaders::LIF_STEP).0 >= 6);
-    // and both kernels use the shared step
-    for k in [shaders::LEARN, shaders::ENSEMBLE] {
+    // and every kernel uses the shared step; the learning kernels the shared rule, the chip
+    // kernels the shared chip
+    for (_, k) in kernels {
         for f in [
             "add_input(",
             "lif_integrate(",
             "lif_fire(",
             "pop_spike(",
-            "store_state(",
+            "begin_dispatch(",
         ] {
             assert!(k.contains(f), "a kernel does not call {f}");
+        }
+    }
+    for k in [shaders::LEARN, shaders::LEARN_ENSEMBLE] {
+        for f in ["project_error(", "rank1_update(", "end_learn_dispatch("] {
+            assert!(k.contains(f), "a learning kernel does not call {f}");
+        }
+    }
+    for k in [shaders::ENSEMBLE, shaders::LEARN_ENSEMBLE] {
+        for f in [
+            "instance_info(",
+            "chip_quad(",
+            "noise_and_silence(",
+            "propagate_spike(",
+            "decode_xs(",
+        ] {
+            assert!(k.contains(f), "a chip kernel does not call {f}");
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn draw_chips(
     let e_n = r.instances;
     let nominal = (r.nominal_share * e_n as f32).round() as usize;
     (0..e_n)
+        .into_par_iter()
         .map(|e| {
             let p = chip_perturbation(r, sigma, e, nominal);
             let index = trial.wrapping_mul(e_n as u32).wrapping_add(e as u32);
@@ -166,6 +167,13 @@ pub struct TrialSettings {
     pub max_rate_hz: f32,
 }
 
+impl TrialSettings {
+    /// Is a chip's update kept: its rate stayed at or below `max_rate_hz` (0: no limit)?
+    pub fn keeps(&self, s: &TrainTrialStats) -> bool {
+        self.max_rate_hz <= 0.0 || s.mean_rate_hz <= self.max_rate_hz
+    }
+}
+
 /// The mean update of one ensemble trial: every chip runs the trial from `net`'s W_slow (in
 /// parallel, `online` as in [`chip_update`]), and the updates of the chips whose rate stayed at
 /// or below `max_rate_hz` (0: no limit) are averaged (None when every chip was left out).
@@ -200,8 +208,7 @@ pub fn ensemble_update(
             )
         })
         .collect::<Result<_, _>>()?;
-    let max_rate_hz = t.max_rate_hz;
-    let keep = |s: &TrainTrialStats| max_rate_hz <= 0.0 || s.mean_rate_hz <= max_rate_hz;
+    let keep = |s: &TrainTrialStats| t.keeps(s);
     let kept = runs.iter().filter(|r| keep(&r.1)).count();
     let mean = (kept > 0).then(|| {
         let scale = 1.0 / kept as f32;

@@ -26,7 +26,7 @@ use crate::chip::rng::TRAIN_INSTANCE;
 use crate::engine::EngineError;
 use crate::engine::gpu::dispatch::{self, LoopCost, STATUS_OK, StepsPerDispatch, trips};
 use crate::engine::gpu::shaders::{self, Shape};
-use crate::engine::gpu::{GpuContext, compile_pipeline, create_buffer, entry};
+use crate::engine::gpu::{GpuContext, compile_pipeline, create_buffer, entry, push_rows};
 use crate::engine::lif_step::NeuronConsts;
 use crate::engine::transpose;
 use crate::learn::{TrainTrialStats, reconstruction_error};
@@ -84,7 +84,6 @@ struct Dims {
     nq: usize,
     nc: usize,
     ncq: usize,
-    nw: usize,
     c_in: usize,
     fast: bool,
     /// Per network: W_fastᵀ (when `fast`), Dᵀ, Fᵀ, P.
@@ -101,7 +100,7 @@ struct Dims {
 impl Dims {
     fn new(net: &Network, fast: bool) -> Dims {
         let (n, nc, c_in) = (net.n, net.nc, net.n_in);
-        let (nq, ncq, nw) = (n.div_ceil(4), nc.div_ceil(4), n.div_ceil(32));
+        let (nq, ncq) = (n.div_ceil(4), nc.div_ceil(4));
         let off_d = if fast { n * nq } else { 0 };
         let off_ft = off_d + n * ncq;
         let off_proj = off_ft + nc * nq;
@@ -110,7 +109,6 @@ impl Dims {
             nq,
             nc,
             ncq,
-            nw,
             c_in,
             fast,
             net_stride: off_proj + c_in * nq,
@@ -132,42 +130,68 @@ impl Dims {
         4 * self.nq + steps * self.nc
     }
 
-    /// Upper bound of the loop iterations one `learn` invocation spends (see [`crate::engine::gpu::dispatch`]),
-    /// every neuron spiking at every step; it follows the loops of `shaders/learn.wgsl` one by
-    /// one (a loop of n trips costs n + 1), counting those the compiler may unroll.
+    /// Upper bound of the loop iterations one `learn` invocation spends (see [`learn_loop_cost`]).
     fn loop_cost(&self, wg: u32) -> LoopCost {
-        let shape = Shape::new(self.n, self.nc, wg);
-        let (n, ncq, qpi, kpi) = (
-            self.n as u64,
-            self.ncq as u64,
-            shape.qpi as u64,
-            shape.kpi as u64,
-        );
-        let dispatch::SharedLoops { cost, spike_walk } =
-            dispatch::shared_loops(&shape, n, self.c_in as u64);
-        // propagation: per owned quad, a walk over the spikes
-        let propagate = trips(qpi) + qpi * spike_walk;
-        let decode = trips(kpi) + kpi * spike_walk;
-        let record = trips(kpi) + kpi * trips(4);
-        let feedback = trips(qpi) + qpi * (trips(ncq) + ncq * trips(4));
-        let update = trips(n) + n * trips(qpi);
-        LoopCost {
-            // + persisting I_fb
-            per_dispatch: cost.per_dispatch + trips(qpi),
-            per_step: cost.per_step + propagate + decode + record + feedback + update,
-        }
+        learn_loop_cost(&Shape::new(self.n, self.nc, wg), self.c_in, false)
     }
 }
 
-/// Pads row-major `rows x cols` into vec4 rows of `ceil(cols/4)` (zeros in the padding).
-fn push_rows(m: &[f32], rows: usize, cols: usize, out: &mut Vec<[f32; 4]>) {
-    for row in m.chunks_exact(cols).take(rows) {
-        for c4 in row.chunks(4) {
-            let mut v = [0f32; 4];
-            v[..c4.len()].copy_from_slice(c4);
-            out.push(v);
-        }
+/// Upper bound of the loop iterations one invocation of a learning kernel (`shaders/learn.wgsl`,
+/// `shaders/learn_ensemble.wgsl`) spends (see [`crate::engine::gpu::dispatch`]), every neuron
+/// spiking at every step; it follows the kernels' loops one by one (a loop of n trips costs
+/// n + 1), counting those the compiler may unroll. `dense_decode`: x~ may be decoded densely
+/// (a chip with per-neuron tau_out, `chip.wgsl`'s `decode_xs`).
+pub(super) fn learn_loop_cost(shape: &Shape, c_in: usize, dense_decode: bool) -> LoopCost {
+    let (n, nq, ncq, qpi, kpi) = (
+        4 * shape.nq as u64,
+        shape.nq as u64,
+        shape.ncq as u64,
+        shape.qpi as u64,
+        shape.kpi as u64,
+    );
+    let dispatch::SharedLoops { cost, spike_walk } = dispatch::shared_loops(shape, n, c_in as u64);
+    // propagation: per owned quad, a walk over the spikes
+    let propagate = trips(qpi) + qpi * spike_walk;
+    let per_kq = if dense_decode {
+        spike_walk.max(trips(nq) + nq * trips(4))
+    } else {
+        spike_walk
+    };
+    let decode = trips(kpi) + kpi * per_kq;
+    let record = trips(kpi) + kpi * trips(4);
+    let feedback = trips(qpi) + qpi * (trips(ncq) + ncq * trips(4));
+    let update = trips(n) + n * trips(qpi);
+    LoopCost {
+        // + persisting I_fb
+        per_dispatch: cost.per_dispatch + trips(qpi),
+        per_step: cost.per_step + propagate + decode + record + feedback + update,
     }
+}
+
+/// The workgroup size of a learning kernel for `nq` quads and `ncq` k-quads: no more invocations
+/// than quads (or k-quads), within the adapter's limits; and a check that its workgroup memory
+/// fits (rs for two steps, es and x~, the two spike masks, the loop check's word).
+pub(super) fn learn_workgroup(
+    limits: &wgpu::Limits,
+    nq: usize,
+    ncq: usize,
+) -> Result<u32, EngineError> {
+    let wg = PREFERRED_WG
+        .min(nq.max(ncq).next_power_of_two() as u32)
+        .min(limits.max_compute_workgroup_size_x)
+        .min(limits.max_compute_invocations_per_workgroup)
+        .max(1);
+    let wg_mem = 2 * 16 * nq + 2 * 16 * ncq + 2 * 4 * nq.div_ceil(8) + 4;
+    if wg_mem as u64 > limits.max_compute_workgroup_storage_size as u64 {
+        return Err(invalid(format!(
+            "N = {} (padded), Nc = {} (padded) need {wg_mem} bytes of workgroup memory; the \
+             adapter allows {}",
+            4 * nq,
+            4 * ncq,
+            limits.max_compute_workgroup_storage_size
+        )));
+    }
+    Ok(wg)
 }
 
 /// The per-network constant block (`nets` buffer), `dims.net_stride` vec4.
@@ -261,20 +285,7 @@ impl GpuTrainer {
         let consts = NeuronConsts::nominal(first);
         let limits = ctx.limits().clone();
 
-        // workgroup size: no more invocations than quads (or k-quads), within the limits
-        let wg = PREFERRED_WG
-            .min(dims.nq.max(dims.ncq).next_power_of_two() as u32)
-            .min(limits.max_compute_workgroup_size_x)
-            .min(limits.max_compute_invocations_per_workgroup)
-            .max(1);
-        // rs (two steps), es and x~, the two spike masks, the loop check's word
-        let wg_mem = 2 * 16 * dims.nq + 2 * 16 * dims.ncq + 2 * 4 * dims.nw + 4;
-        if wg_mem as u64 > limits.max_compute_workgroup_storage_size as u64 {
-            return Err(invalid(format!(
-                "N = {}, Nc = {} need {wg_mem} bytes of workgroup memory; the adapter allows {}",
-                dims.n, dims.nc, limits.max_compute_workgroup_storage_size
-            )));
-        }
+        let wg = learn_workgroup(&limits, dims.nq, dims.ncq)?;
         let bind = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);

@@ -2,9 +2,11 @@
 
 pub mod ensemble;
 pub mod gpu;
+pub mod gpu_ensemble;
 pub mod regime;
 pub mod rule;
 pub mod trainer;
 
 pub use gpu::GpuTrainer;
+pub use gpu_ensemble::GpuEnsembleTrainer;
 pub use rule::{TrainTrialStats, Trainer, reconstruction_error, train_trial, train_trial_shadow};

@@ -14,7 +14,7 @@ use crate::chip::Perturbation;
 use crate::config::{RobustTraining, TrainingConfig};
 use crate::engine::gpu::context::GpuContext;
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record};
-use crate::learn::GpuTrainer;
+use crate::learn::{GpuEnsembleTrainer, GpuTrainer};
 use crate::snn::Network;
 use crate::tasks::{Split, Task};
 use crate::teacher::TeacherWeights;
@@ -175,6 +175,18 @@ enum Rule {
     /// Mismatch-ensemble training on the CPU: the config, the total number of trials, and QAT
     /// when it is combined with it (the chips then run the quantised networks).
     CpuEnsemble(RobustTraining, usize, Option<Qat>),
+    /// Mismatch-ensemble training on the GPU (one trainer per network), as `CpuEnsemble`.
+    GpuEnsemble(Vec<GpuEnsembleTrainer>, RobustTraining, usize, Option<Qat>),
+}
+
+/// The figures of an ensemble trial: the mean over its chips.
+fn ensemble_stats(runs: &[super::ensemble::ChipTrial]) -> TrainTrialStats {
+    let m = runs.len().max(1) as f32;
+    TrainTrialStats {
+        spikes: runs.iter().map(|c| c.stats.spikes).sum(),
+        mean_rate_hz: runs.iter().map(|c| c.stats.mean_rate_hz).sum::<f32>() / m,
+        recon_error: runs.iter().map(|c| c.stats.recon_error).sum::<f32>() / m,
+    }
 }
 
 /// Quantisation-aware training (docs/design.md §2): the fixed matrices of the scope (F, D,
@@ -291,19 +303,49 @@ impl Rule {
                         })
                         .collect::<Result<_, _>>()?,
                 };
-                // the figures of a trial: the mean over its chips
-                Ok(runs
-                    .iter()
-                    .map(|runs| {
-                        let m = runs.len().max(1) as f32;
-                        TrainTrialStats {
-                            spikes: runs.iter().map(|c| c.stats.spikes).sum(),
-                            mean_rate_hz: runs.iter().map(|c| c.stats.mean_rate_hz).sum::<f32>()
-                                / m,
-                            recon_error: runs.iter().map(|c| c.stats.recon_error).sum::<f32>() / m,
+                Ok(runs.iter().map(|r| ensemble_stats(r)).collect())
+            }
+            Rule::GpuEnsemble(trs, r, total, qat) => {
+                let sigma = super::ensemble::sigma_at(r, index as usize, *total);
+                let at = super::ensemble::TrialSettings {
+                    k,
+                    eta,
+                    trial_index: index,
+                    max_rate_hz: r.max_rate_hz,
+                };
+                let mut out = Vec::with_capacity(nets.len());
+                match qat {
+                    Some(q) if q.w_slow => {
+                        if q.since >= q.interval {
+                            // re-quantise: the shadows to the host, their grids to the chips
+                            for (tr, net) in trs.iter().zip(nets.iter_mut()) {
+                                net.w_slow = tr.shadow()?;
+                            }
+                            q.refresh(nets);
+                            for (tr, run) in trs.iter_mut().zip(&q.running) {
+                                tr.set_running_w_slow(&run.w_slow)?;
+                            }
                         }
-                    })
-                    .collect())
+                        q.since += 1;
+                        for (((tr, run), (input, x)), &seed) in
+                            trs.iter_mut().zip(&q.running).zip(trials).zip(seeds)
+                        {
+                            let chips = super::ensemble::draw_chips(run, r, seed, index, sigma);
+                            out.push(ensemble_stats(&tr.train_trial(run, &chips, input, x, &at)?));
+                        }
+                    }
+                    // the chips read the network's parameters and fixed matrices only: its
+                    // W_slow on the host may be behind the device's
+                    _ => {
+                        for (((tr, net), (input, x)), &seed) in
+                            trs.iter_mut().zip(nets.iter()).zip(trials).zip(seeds)
+                        {
+                            let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
+                            out.push(ensemble_stats(&tr.train_trial(net, &chips, input, x, &at)?));
+                        }
+                    }
+                }
+                Ok(out)
             }
             Rule::CpuQat(q) if !q.w_slow => nets
                 .par_iter_mut()
@@ -338,6 +380,13 @@ impl Rule {
         match self {
             Rule::Cpu | Rule::CpuQat(_) | Rule::CpuEnsemble(..) => Ok(()),
             Rule::Gpu(tr) => tr.download(nets),
+            Rule::GpuEnsemble(trs, _, _, qat) => {
+                let shadow = qat.as_ref().is_some_and(|q| q.w_slow);
+                for (tr, net) in trs.iter().zip(nets.iter_mut()) {
+                    net.w_slow = if shadow { tr.shadow()? } else { tr.w_slow()? };
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -415,28 +464,56 @@ pub fn train_networks(
             run = loaded;
         }
     }
-    // The GPU trainer implements the plain rule; quantisation-aware and mismatch-ensemble
-    // training run on the CPU trainer (the reference), with a notice, so that a robust recipe
-    // works on every backend (the study and the export still use the GPU).
-    let gpu = match &opts.gpu {
-        Some(_) if cfg.is_robust() => {
-            eprintln!(
-                "training: quantisation-aware and mismatch-ensemble training run on the CPU \
-                 trainer (the GPU trainer implements the plain rule); the other stages use the GPU"
-            );
-            None
+    // On a GPU: the plain rule on the GPU trainer, mismatch-ensemble training (with QAT or
+    // not) on the GPU ensemble trainer; QAT alone runs on the CPU trainer (it trains one
+    // network per trial: the CPU is the faster place), with a notice.
+    let total_trials = cfg.epochs * cfg.samples_per_epoch;
+    let qat = (cfg.qat_bits > 0).then(|| Qat::new(cfg, &nets));
+    let mut rule = match (&opts.gpu, cfg.robust.instances > 0, qat) {
+        (Some(ctx), true, qat) => {
+            let shadow = qat.as_ref().is_some_and(|q| q.w_slow);
+            let trs = nets
+                .iter()
+                .map(|net| {
+                    if shadow {
+                        // the fixed matrices are on their grids (qat_start); the first trial
+                        // quantises W_slow from the shadow
+                        GpuEnsembleTrainer::with_shadow(
+                            ctx.clone(),
+                            net,
+                            &net.w_slow,
+                            cfg.robust.instances,
+                        )
+                    } else {
+                        GpuEnsembleTrainer::new(ctx.clone(), net, cfg.robust.instances)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(tr) = trs.first() {
+                let (per_chunk, chunks) = tr.chunking();
+                eprintln!(
+                    "training: mismatch-ensemble trials of {} chips on the GPU ensemble trainer \
+                     ({chunks} chunk(s) of up to {per_chunk} chips, {:.1} MiB of device memory \
+                     per network)",
+                    cfg.robust.instances,
+                    tr.device_bytes() as f64 / (1 << 20) as f64
+                );
+            }
+            Rule::GpuEnsemble(trs, cfg.robust.clone(), total_trials, qat)
         }
-        g => g.clone(),
-    };
-    let mut rule = match (gpu, cfg.qat_bits) {
-        (Some(ctx), _) => Rule::Gpu(Box::new(GpuTrainer::new(ctx, &nets)?)),
-        (None, b) if cfg.robust.instances > 0 => Rule::CpuEnsemble(
-            cfg.robust.clone(),
-            cfg.epochs * cfg.samples_per_epoch,
-            (b > 0).then(|| Qat::new(cfg, &nets)),
-        ),
-        (None, 0) => Rule::Cpu,
-        (None, _) => Rule::CpuQat(Qat::new(cfg, &nets)),
+        (Some(ctx), false, None) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
+        (None, true, qat) => Rule::CpuEnsemble(cfg.robust.clone(), total_trials, qat),
+        (gpu, false, Some(q)) => {
+            if gpu.is_some() {
+                eprintln!(
+                    "training: quantisation-aware training of one network runs on the CPU \
+                     trainer (the GPU trainers implement the plain and the mismatch-ensemble \
+                     rule); the other stages use the GPU"
+                );
+            }
+            Rule::CpuQat(q)
+        }
+        (None, false, None) => Rule::Cpu,
     };
 
     let total = (cfg.epochs * cfg.samples_per_epoch) as u64;

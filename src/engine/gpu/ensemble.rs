@@ -502,7 +502,7 @@ impl Engine for GpuEngine {
                 .for_each(|(k, blk)| {
                     let idx = job.instances.start + (i0 + k) as u32;
                     let inst = Instance::draw(net, job.perturbation, job.seed, idx);
-                    instance_block(net, &inst, &lay, blk);
+                    instance_block(net, &inst, blk);
                 });
             self.ctx.scoped("uploading instances", || {
                 self.ctx

@@ -119,7 +119,7 @@ impl Layout {
             c_in,
             n_out,
             steps,
-            inst_stride: 2 + (8 + c_in) * nq,
+            inst_stride: instance_block_len(n, c_in),
             state_stride: super::shaders::STATE_BLOCKS * nq + ncq,
             out_stride: off,
             off_y,
@@ -195,17 +195,17 @@ pub(super) fn net_buffer(
     (data, off_fast, off_d, off_wout)
 }
 
+/// vec4 of one instance's block (see [`instance_block`]) for N neurons and C input channels.
+pub(crate) fn instance_block_len(n: usize, c_in: usize) -> usize {
+    2 + (8 + c_in) * n.div_ceil(4)
+}
+
 /// One instance's block of the `inst` buffer: `InstanceInfo` (2 vec4), the `QuadConsts` fields
 /// as blocks of nq quads in the struct's order, the input projection `[ch][quad]` (the structs
 /// are in `shaders/lif_ensemble.wgsl` and `shaders/lif_step.wgsl`).
-pub(super) fn instance_block(
-    net: &crate::snn::Network,
-    inst: &Instance,
-    lay: &Layout,
-    out: &mut [[f32; 4]],
-) {
+pub(crate) fn instance_block(net: &crate::snn::Network, inst: &Instance, out: &mut [[f32; 4]]) {
     let c = NeuronConsts::from_instance(net, inst);
-    let (n, nq) = (lay.n, lay.nq);
+    let (n, nq, c_in) = (net.n, net.n.div_ceil(4), net.n_in);
     let (shared, dec, inv) = match c.shared_out {
         Some((d, i)) => (1.0, d, i),
         None => (0.0, 0.0, 0.0),
@@ -246,13 +246,13 @@ pub(super) fn instance_block(
         }
     }
     let pb = base + 8 * nq;
-    for ch in 0..lay.c_in {
+    for ch in 0..c_in {
         for q in 0..nq {
             let mut v = [0f32; 4];
             for (l, x) in v.iter_mut().enumerate() {
                 let i = 4 * q + l;
                 if i < n {
-                    *x = inst.input_proj[i * lay.c_in + ch];
+                    *x = inst.input_proj[i * c_in + ch];
                 }
             }
             out[pb + ch * nq + q] = v;

@@ -25,7 +25,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod ensemble;
-mod layout;
+pub(crate) mod layout;
 pub mod shaders;
 
 pub use context::{GpuAdapterInfo, GpuContext};
@@ -76,6 +76,18 @@ pub(crate) fn create_buffer(
     })?;
     *bytes += size;
     Ok(b)
+}
+
+/// Pads row-major `rows x cols` into vec4 rows of `ceil(cols/4)` (zeros in the padding): a
+/// matrix as the kernels read it.
+pub(crate) fn push_rows(m: &[f32], rows: usize, cols: usize, out: &mut Vec<[f32; 4]>) {
+    for row in m.chunks_exact(cols).take(rows) {
+        for c4 in row.chunks(4) {
+            let mut v = [0f32; 4];
+            v[..c4.len()].copy_from_slice(c4);
+            out.push(v);
+        }
+    }
 }
 
 pub(crate) fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {

@@ -7,10 +7,18 @@
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
 /// The LIF step shared by both kernels (twin of `engine::lif_step::step`) and the loop check.
 pub const LIF_STEP: &str = include_str!("../../../shaders/lif_step.wgsl");
+/// One simulated chip's constants, mismatched weights, noise and decoder (shared by the ensemble
+/// and the ensemble learning kernel; twin of `chip::Instance`).
+pub const CHIP: &str = include_str!("../../../shaders/chip.wgsl");
+/// The local rule's per-step pieces (F e, the rank-1 update) shared by both learning kernels.
+pub const RULE: &str = include_str!("../../../shaders/rule.wgsl");
 /// The ensemble kernel.
 pub const ENSEMBLE: &str = include_str!("../../../shaders/lif_ensemble.wgsl");
 /// The learning kernel.
 pub const LEARN: &str = include_str!("../../../shaders/learn.wgsl");
+/// The mismatch-ensemble learning kernel and the kernel that adds the mean of its updates.
+pub const LEARN_ENSEMBLE: &str = include_str!("../../../shaders/learn_ensemble.wgsl");
+pub const LEARN_REDUCE: &str = include_str!("../../../shaders/learn_reduce.wgsl");
 /// The Philox / Box-Muller test kernel.
 pub const RNG_TEST: &str = include_str!("../../../shaders/rng_test.wgsl");
 
@@ -56,12 +64,26 @@ pub const STATE_BLOCKS: usize = 5;
 
 /// The ensemble kernel (entry point `lif_ensemble`) for `shape`.
 pub fn ensemble(shape: &Shape) -> String {
-    format!("{}{RNG}\n{LIF_STEP}\n{ENSEMBLE}", shape.consts())
+    format!("{}{RNG}\n{LIF_STEP}\n{CHIP}\n{ENSEMBLE}", shape.consts())
+}
+
+/// The mismatch-ensemble learning kernel (entry point `learn_ensemble`) for `shape`.
+pub fn learn_ensemble(shape: &Shape) -> String {
+    format!(
+        "{}{RNG}\n{LIF_STEP}\n{CHIP}\n{RULE}\n{LEARN_ENSEMBLE}",
+        shape.consts()
+    )
+}
+
+/// The kernel adding an ensemble trial's mean update (entry point `learn_reduce`), workgroup
+/// size `wg`.
+pub fn learn_reduce(wg: u32) -> String {
+    format!("const WG: u32 = {wg}u;\n{LEARN_REDUCE}")
 }
 
 /// The learning kernel (entry point `learn`) for `shape`.
 pub fn learn(shape: &Shape) -> String {
-    format!("{}{LIF_STEP}\n{LEARN}", shape.consts())
+    format!("{}{LIF_STEP}\n{RULE}\n{LEARN}", shape.consts())
 }
 
 /// The Philox test kernel (entry point `rng_test`).
