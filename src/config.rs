@@ -21,6 +21,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "configs/xor-plain.toml",
         include_str!("../configs/xor-plain.toml"),
     ),
+    (
+        "configs/ecg-plain.toml",
+        include_str!("../configs/ecg-plain.toml"),
+    ),
 ];
 
 /// A config that could not be read or is invalid. The message names the file and the key.
@@ -923,5 +927,22 @@ mod shipped_configs {
         let p = robust.training.plain_recipe();
         assert!(!p.is_robust());
         assert_eq!((p.epochs, p.samples_per_epoch), (20, 500));
+
+        // ECG likewise, with its shorter training
+        let robust = shipped("configs/ecg.toml");
+        let plain = shipped("configs/ecg-plain.toml");
+        assert!(robust.training.is_robust() && robust.training.plain.compare);
+        assert!(!plain.training.is_robust());
+        let mut want = robust.clone();
+        want.teacher.input_scale = 10.0;
+        want.teacher.param_noise = 0.0;
+        want.teacher.state_noise = 0.0;
+        want.snn.adapt_beta = 0.0;
+        want.training.robust = RobustTraining::default();
+        want.training.plain = PlainComparison::default();
+        assert_eq!(plain, want);
+        let p = robust.training.plain_recipe();
+        assert!(!p.is_robust());
+        assert_eq!((p.epochs, p.samples_per_epoch), (8, 250));
     }
 }

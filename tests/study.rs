@@ -318,7 +318,12 @@ fn evaluate_writes_the_study_files() {
     // for the robust network and the plain one, compared level by level
     assert_eq!(levels.len(), 2 * (5 + 1 + 8 + 4));
     assert_eq!(summary["regimes"].as_array().unwrap().len(), 2);
-    assert_eq!(summary["comparisons"].as_array().unwrap().len(), 18);
+    // ... on the recalibrated and on the raw accuracy
+    let comps = summary["comparisons"].as_array().unwrap();
+    assert_eq!(comps.len(), 2 * 18);
+    for metric in ["accuracy_recalibrated", "accuracy"] {
+        assert_eq!(comps.iter().filter(|c| c["metric"] == metric).count(), 18);
+    }
     assert!(run.join("plain/snn/network.safetensors").is_file());
     let plain_cfg = std::fs::read_to_string(run.join("plain/config.toml")).unwrap();
     assert!(
@@ -387,8 +392,8 @@ fn evaluate_writes_the_study_files() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rob.join("summary.json")).unwrap()).unwrap();
     let comps = summary["comparisons"].as_array().unwrap();
-    // one comparison per level of the second network
-    assert_eq!(2 * comps.len(), summary["levels"].as_array().unwrap().len());
+    // two comparisons (recalibrated, raw) per level of the second network
+    assert_eq!(comps.len(), summary["levels"].as_array().unwrap().len());
     assert!(
         comps
             .iter()

@@ -272,8 +272,22 @@ fn load_net(dir: &Path) -> Result<crate::snn::Network, Error> {
 }
 
 /// Per level, each network against the first on the same instance draws: a paired Wilcoxon
-/// signed-rank test of the per-instance recalibrated accuracy.
+/// signed-rank test of the per-instance recalibrated accuracy, then one of the raw accuracy (the
+/// network as trained, without the per-level rescaling).
 pub fn compare_networks(rows: &[InstanceRow], names: &[String]) -> Vec<Comparison> {
+    let mut out = compare_on(rows, names, "accuracy_recalibrated", |r| {
+        r.accuracy_recalibrated
+    });
+    out.extend(compare_on(rows, names, "accuracy", |r| r.accuracy));
+    out
+}
+
+fn compare_on(
+    rows: &[InstanceRow],
+    names: &[String],
+    metric: &str,
+    value: impl Fn(&InstanceRow) -> f64,
+) -> Vec<Comparison> {
     let mut out = Vec::new();
     let Some(base) = names.first() else {
         return out;
@@ -290,7 +304,7 @@ pub fn compare_networks(rows: &[InstanceRow], names: &[String]) -> Vec<Compariso
                 let mut v: Vec<(u32, f64)> = rows
                     .iter()
                     .filter(|r| r.network == n && r.level == *level)
-                    .map(|r| (r.instance, r.accuracy_recalibrated))
+                    .map(|r| (r.instance, value(r)))
                     .collect();
                 v.sort_by_key(|x| x.0);
                 v
@@ -303,7 +317,7 @@ pub fn compare_networks(rows: &[InstanceRow], names: &[String]) -> Vec<Compariso
                     level: level.to_string(),
                     baseline: base.clone(),
                     other: other.clone(),
-                    metric: "accuracy_recalibrated".into(),
+                    metric: metric.into(),
                     median_baseline: stats::quartiles(&a).median,
                     median_other: stats::quartiles(&b).median,
                     test,

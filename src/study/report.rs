@@ -125,11 +125,17 @@ pub fn markdown(o: &StudyOutcome) -> String {
     );
     if !o.comparisons.is_empty() {
         s.push_str("## Paired comparisons\n\nPer level, each network against the first on identical instance draws: \
-                    two-sided Wilcoxon signed-rank test of the per-instance recalibrated accuracy.\n\n");
-        s.push_str("| level | baseline | other | median baseline | median other | W+ | W- | p | method |\n|---|---|---|---|---|---|---|---|---|\n");
+                    two-sided Wilcoxon signed-rank test of the per-instance accuracy, recalibrated and raw (W+: \
+                    ranks where the other network is better).\n\n");
+        s.push_str("| level | accuracy | baseline | other | median baseline | median other | W+ | W- | p | method |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for c in &o.comparisons {
+            let metric = if c.metric == "accuracy" {
+                "raw"
+            } else {
+                "recalibrated"
+            };
             s.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2e} | {} |\n",
+                "| {} | {metric} | {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2e} | {} |\n",
                 c.level,
                 c.baseline,
                 c.other,
