@@ -49,8 +49,8 @@ enum Command {
 
 #[derive(Args)]
 struct Common {
-    /// Experiment file (TOML). configs/xor.toml and configs/ecg.toml are embedded in the
-    /// binary and work without the repository. Default: DIR/config.toml when it exists,
+    /// Experiment file (TOML). configs/xor.toml, configs/ecg.toml and their -plain twins are
+    /// embedded in the binary and work without the repository. Default: DIR/config.toml when it exists,
     /// else configs/xor.toml.
     #[arg(long, short)]
     config: Option<PathBuf>,
