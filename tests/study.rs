@@ -370,6 +370,9 @@ fn evaluate_writes_the_study_files() {
         "intact_vs_silenced.png",
         "accuracy_distribution.png",
         "sensitivity.png",
+        // the robust network beside the plain one
+        "comparison.png",
+        "comparison_raw.png",
     ] {
         assert!(rob.join("plots").join(f).is_file(), "missing {f}");
     }

@@ -367,6 +367,53 @@ fn plots(stage: &StagedDir, o: &StudyOutcome, rows: &[InstanceRow]) -> Result<()
             Some(("raw", "recalibrated", &recal)),
         )?;
     }
+    // the first network beside the second on identical chips, level by level (a robust recipe
+    // against its plain comparison, or `--compare`)
+    if let Some(second) = o.comparisons.first().map(|c| c.other.clone()) {
+        let main_kinds = [
+            "none",
+            "mismatch",
+            "mismatch_full",
+            "bits",
+            "bits_paper",
+            "noise",
+            "silence",
+        ];
+        let by_level = |net: &str, f: &dyn Fn(&InstanceRow) -> f64| -> Vec<(String, Vec<f64>)> {
+            let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+            for r in rows
+                .iter()
+                .filter(|r| r.network == net && main_kinds.contains(&r.kind.as_str()))
+            {
+                match groups.iter_mut().find(|g| g.0 == r.level) {
+                    Some(g) => g.1.push(f(r)),
+                    None => groups.push((r.level.clone(), vec![f(r)])),
+                }
+            }
+            groups
+        };
+        for (file, what, f) in [
+            (
+                "comparison.png",
+                "recalibrated",
+                &(|r: &InstanceRow| r.accuracy_recalibrated) as &dyn Fn(&InstanceRow) -> f64,
+            ),
+            ("comparison_raw.png", "raw", &|r: &InstanceRow| r.accuracy),
+        ] {
+            let (a, b) = (by_level(&first, f), by_level(&second, f));
+            if a.is_empty() || a.len() != b.len() {
+                continue;
+            }
+            crate::report::plot::boxes(
+                &stage.join(&format!("plots/{file}")),
+                &format!("{first} against {second} on identical chips ({what} accuracy)"),
+                "level",
+                "accuracy per instance",
+                &a,
+                Some((first.as_str(), second.as_str(), &b)),
+            )?;
+        }
+    }
     let all: Vec<f64> = rows
         .iter()
         .filter(|r| r.network == first && r.kind != "none")
