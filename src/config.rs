@@ -903,8 +903,21 @@ mod shipped_configs {
         Config::parse(text, name).unwrap()
     }
 
+    /// A robust shipped config with the robust recipe's teacher, neuron and ensemble keys
+    /// changed back to the plain recipe's.
+    fn plain_twin(robust: &Config) -> Config {
+        let mut c = robust.clone();
+        c.teacher.input_scale = 10.0;
+        c.teacher.param_noise = 0.0;
+        c.teacher.state_noise = 0.0;
+        c.snn.adapt_beta = 0.0;
+        c.training.robust = RobustTraining::default();
+        c
+    }
+
     #[test]
-    fn every_shipped_config_is_valid_and_xor_plain_is_xor_with_the_robust_recipe_off() {
+    fn every_shipped_config_is_valid_and_each_plain_twin_is_its_robust_config_with_the_recipe_off()
+    {
         for (name, _) in EMBEDDED {
             shipped(name);
         }
@@ -913,14 +926,9 @@ mod shipped_configs {
         assert!(robust.training.is_robust() && robust.training.plain.compare);
         assert!(!plain.training.is_robust());
         // the plain file is the robust one with exactly these keys changed back
-        let mut want = robust.clone();
-        want.teacher.input_scale = 10.0;
-        want.teacher.param_noise = 0.0;
-        want.teacher.state_noise = 0.0;
-        want.snn.adapt_beta = 0.0;
+        let mut want = plain_twin(&robust);
         want.training.epochs = 20;
         want.training.samples_per_epoch = 500;
-        want.training.robust = RobustTraining::default();
         want.training.plain.compare = false;
         assert_eq!(plain, want);
         // and the comparison network of `run` is trained with the plain training recipe
@@ -933,12 +941,7 @@ mod shipped_configs {
         let plain = shipped("configs/ecg-plain.toml");
         assert!(robust.training.is_robust() && robust.training.plain.compare);
         assert!(!plain.training.is_robust());
-        let mut want = robust.clone();
-        want.teacher.input_scale = 10.0;
-        want.teacher.param_noise = 0.0;
-        want.teacher.state_noise = 0.0;
-        want.snn.adapt_beta = 0.0;
-        want.training.robust = RobustTraining::default();
+        let mut want = plain_twin(&robust);
         want.training.plain = PlainComparison::default();
         assert_eq!(plain, want);
         let p = robust.training.plain_recipe();

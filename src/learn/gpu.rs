@@ -168,6 +168,43 @@ pub(super) fn learn_loop_cost(shape: &Shape, c_in: usize, dense_decode: bool) ->
     }
 }
 
+/// One network's or chip's `out` block of a learning kernel (u32 words: spike counts of 4 nq
+/// neurons, x~ [t][k] as f32 bits up to `off_status`, the loop check's status word): its spike
+/// total over the `n` neurons and x~. A cut dispatch is an error: the weights were updated in
+/// place, so it cannot be redone.
+pub(super) fn read_learn_out(
+    ctx: &GpuContext,
+    shader: &str,
+    w: &[u32],
+    n: usize,
+    off_status: usize,
+    k_plan: usize,
+) -> Result<(u64, Vec<f32>), EngineError> {
+    if w[off_status] != STATUS_OK {
+        return Err(EngineError::Backend(dispatch::cut_short_error(
+            ctx,
+            shader,
+            w[off_status],
+            k_plan,
+        )));
+    }
+    let nq = n.div_ceil(4);
+    let spikes = w[..n].iter().map(|&x| x as u64).sum();
+    let x_hat = w[4 * nq..off_status]
+        .iter()
+        .map(|&x| f32::from_bits(x))
+        .collect();
+    Ok((spikes, x_hat))
+}
+
+/// An N x N matrix from its vec4 rows of nq (as `push_rows` packs it) into `out`.
+pub(super) fn unpack_rows(vals: &[f32], n: usize, out: &mut [f32]) {
+    let nq = n.div_ceil(4);
+    for pre in 0..n {
+        out[pre * n..(pre + 1) * n].copy_from_slice(&vals[4 * pre * nq..4 * pre * nq + n]);
+    }
+}
+
 /// The workgroup size of a learning kernel for `nq` quads and `ncq` k-quads: no more invocations
 /// than quads (or k-quads), within the adapter's limits; and a check that its workgroup memory
 /// fits (rs for two steps, es and x~, the two spike masks, the loop check's word).
@@ -478,10 +515,7 @@ impl GpuTrainer {
             let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
             for (k, net) in nets[ch.first..ch.first + ch.count].iter_mut().enumerate() {
                 let base = 4 * k * self.dims.ws_stride;
-                for pre in 0..n {
-                    let row = &vals[base + 4 * pre * nq..base + 4 * pre * nq + n];
-                    net.w_slow[pre * n..(pre + 1) * n].copy_from_slice(row);
-                }
+                unpack_rows(&vals[base..base + 4 * n * nq], n, &mut net.w_slow);
             }
         }
         Ok(())
@@ -740,20 +774,8 @@ impl GpuTrainer {
             let off_status = d.off_status(steps);
             for kk in 0..ch.count {
                 let w = &words[kk * out_stride..(kk + 1) * out_stride];
-                // W_slow is updated in place, so a cut dispatch cannot be redone: an error
-                if w[off_status] != STATUS_OK {
-                    return Err(EngineError::Backend(dispatch::cut_short_error(
-                        &self.ctx,
-                        "learn",
-                        w[off_status],
-                        k_plan,
-                    )));
-                }
-                let spikes: u64 = w[..d.n].iter().map(|&x| x as u64).sum();
-                let x_hat: Vec<f32> = w[4 * d.nq..off_status]
-                    .iter()
-                    .map(|&x| f32::from_bits(x))
-                    .collect();
+                let (spikes, x_hat) =
+                    read_learn_out(&self.ctx, "learn", w, d.n, off_status, k_plan)?;
                 stats.push(TrainTrialStats {
                     spikes,
                     mean_rate_hz: spikes as f32 / (d.n as f32 * secs),

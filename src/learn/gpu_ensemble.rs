@@ -22,11 +22,11 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 use super::ensemble::{ChipTrial, TrialSettings};
-use super::gpu::{learn_loop_cost, learn_workgroup};
+use super::gpu::{learn_loop_cost, learn_workgroup, read_learn_out, unpack_rows};
 use crate::chip::Instance;
 use crate::chip::rng::key_of;
 use crate::engine::EngineError;
-use crate::engine::gpu::dispatch::{self, STATUS_OK, StepsPerDispatch};
+use crate::engine::gpu::dispatch::{self, StepsPerDispatch};
 use crate::engine::gpu::layout::{instance_block, instance_block_len};
 use crate::engine::gpu::shaders::{self, STATE_BLOCKS, Shape};
 use crate::engine::gpu::{GpuContext, compile_pipeline, create_buffer, entry, push_rows};
@@ -497,15 +497,12 @@ impl GpuEnsembleTrainer {
     }
 
     fn download_w(&self, buf: &wgpu::Buffer) -> Result<Vec<f32>, EngineError> {
-        let (n, nq) = (self.dims.n, self.dims.nq);
+        let n = self.dims.n;
         let raw = self
             .ctx
             .read_back(buf, 16 * self.dims.delta_stride as u64, WAIT)?;
-        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
         let mut w = vec![0f32; n * n];
-        for pre in 0..n {
-            w[pre * n..(pre + 1) * n].copy_from_slice(&vals[4 * pre * nq..4 * pre * nq + n]);
-        }
+        unpack_rows(&bytemuck::pod_collect_to_vec::<u8, f32>(&raw), n, &mut w);
         Ok(w)
     }
 
@@ -784,19 +781,8 @@ impl GpuEnsembleTrainer {
             let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
             for (kk, chip) in chips[first..first + count].iter().enumerate() {
                 let w = &words[kk * out_stride..(kk + 1) * out_stride];
-                if w[off_status] != STATUS_OK {
-                    return Err(EngineError::Backend(dispatch::cut_short_error(
-                        &self.ctx,
-                        "learn_ensemble",
-                        w[off_status],
-                        k_plan,
-                    )));
-                }
-                let spikes: u64 = w[..n].iter().map(|&x| x as u64).sum();
-                let x_hat: Vec<f32> = w[4 * nq..off_status]
-                    .iter()
-                    .map(|&x| f32::from_bits(x))
-                    .collect();
+                let (spikes, x_hat) =
+                    read_learn_out(&self.ctx, "learn_ensemble", w, n, off_status, k_plan)?;
                 let stats = TrainTrialStats::of_trial(net, spikes, steps, target_x, &x_hat);
                 trials.push(ChipTrial {
                     index: chip.index,
