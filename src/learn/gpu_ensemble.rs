@@ -174,7 +174,6 @@ pub struct GpuEnsembleTrainer {
     max_chips: usize,
     wg: u32,
     reduce_groups: u32,
-    dense_decode: bool,
     steps_request: StepsPerDispatch,
     k_steps: usize,
     dispatches: usize,
@@ -183,6 +182,88 @@ pub struct GpuEnsembleTrainer {
 
 fn invalid(msg: String) -> EngineError {
     EngineError::InvalidJob(msg)
+}
+
+/// The chunks of `max_chips` chips, `per_chunk` each (the last may hold fewer): each with its
+/// blocks, state, dW, keep mask and the reduction's bind group adding into `target`.
+fn make_chunks(
+    ctx: &GpuContext,
+    reduce_pipe: &wgpu::ComputePipeline,
+    target: &wgpu::Buffer,
+    dims: &Dims,
+    max_chips: usize,
+    chips_per_chunk: usize,
+    bytes: &mut u64,
+) -> Result<Vec<Chunk>, EngineError> {
+    let w_bytes = 16 * dims.delta_stride as u64;
+    let ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let rw = ro | wgpu::BufferUsages::COPY_SRC;
+    let mut chunks = Vec::new();
+    let mut first = 0;
+    while first < max_chips {
+        let count = chips_per_chunk.min(max_chips - first);
+        let c = count as u64;
+        let inst = create_buffer(
+            ctx,
+            "learn_ensemble chips",
+            16 * c * dims.inst_stride as u64,
+            ro,
+            bytes,
+        )?;
+        let state = create_buffer(
+            ctx,
+            "learn_ensemble state",
+            16 * c * dims.state_stride as u64,
+            ro,
+            bytes,
+        )?;
+        let delta = create_buffer(
+            ctx,
+            "learn_ensemble dW",
+            16 * c * dims.delta_stride as u64,
+            rw,
+            bytes,
+        )?;
+        let keep = create_buffer(ctx, "learn_ensemble keep", 4 * c, ro, bytes)?;
+        let reduce_uni = create_buffer(
+            ctx,
+            "learn_reduce uniform",
+            std::mem::size_of::<ReduceUniform>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            bytes,
+        )?;
+        let reduce_bg = ctx.scoped("learn_reduce bind group", || {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("learn_reduce"),
+                layout: &reduce_pipe.get_bind_group_layout(0),
+                entries: &[
+                    entry(0, &reduce_uni),
+                    entry(1, &keep),
+                    entry(2, &delta),
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: target,
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(w_bytes),
+                        }),
+                    },
+                ],
+            })
+        })?;
+        chunks.push(Chunk {
+            count,
+            inst,
+            state,
+            delta,
+            keep,
+            reduce_uni,
+            reduce_bg,
+            io: None,
+        });
+        first += count;
+    }
+    Ok(chunks)
 }
 
 impl GpuEnsembleTrainer {
@@ -317,75 +398,16 @@ impl GpuEnsembleTrainer {
             }
             None => None,
         };
-        let target = match &shadow_buf {
-            Some(b) => b,
-            None => &net_buf,
-        };
-        let mut chunks = Vec::new();
-        let mut first = 0;
-        while first < max_chips {
-            let count = chips_per_chunk.min(max_chips - first);
-            let c = count as u64;
-            let inst = create_buffer(
-                &ctx,
-                "learn_ensemble chips",
-                16 * c * dims.inst_stride as u64,
-                ro,
-                &mut bytes,
-            )?;
-            let state = create_buffer(
-                &ctx,
-                "learn_ensemble state",
-                16 * c * dims.state_stride as u64,
-                ro,
-                &mut bytes,
-            )?;
-            let delta = create_buffer(
-                &ctx,
-                "learn_ensemble dW",
-                16 * c * dims.delta_stride as u64,
-                rw,
-                &mut bytes,
-            )?;
-            let keep = create_buffer(&ctx, "learn_ensemble keep", 4 * c, ro, &mut bytes)?;
-            let reduce_uni = create_buffer(
-                &ctx,
-                "learn_reduce uniform",
-                std::mem::size_of::<ReduceUniform>() as u64,
-                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                &mut bytes,
-            )?;
-            let reduce_bg = ctx.scoped("learn_reduce bind group", || {
-                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("learn_reduce"),
-                    layout: &reduce_pipe.get_bind_group_layout(0),
-                    entries: &[
-                        entry(0, &reduce_uni),
-                        entry(1, &keep),
-                        entry(2, &delta),
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: target,
-                                offset: 0,
-                                size: std::num::NonZeroU64::new(w_bytes),
-                            }),
-                        },
-                    ],
-                })
-            })?;
-            chunks.push(Chunk {
-                count,
-                inst,
-                state,
-                delta,
-                keep,
-                reduce_uni,
-                reduce_bg,
-                io: None,
-            });
-            first += count;
-        }
+        let target = shadow_buf.as_ref().unwrap_or(&net_buf);
+        let chunks = make_chunks(
+            &ctx,
+            &reduce_pipe,
+            target,
+            &dims,
+            max_chips,
+            chips_per_chunk,
+            &mut bytes,
+        )?;
         let mut tr = GpuEnsembleTrainer {
             ctx,
             pipe,
@@ -401,7 +423,6 @@ impl GpuEnsembleTrainer {
             max_chips,
             wg,
             reduce_groups,
-            dense_decode: false,
             steps_request: StepsPerDispatch::Auto,
             k_steps: 0,
             dispatches: 0,
@@ -542,6 +563,31 @@ impl GpuEnsembleTrainer {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let out_bytes = |c: usize| 4 * (c * d.out_stride(steps)) as u64;
+        // a long trial's x~ record may outgrow a chunk's binding: fewer chips per chunk
+        let fit = (bind / out_bytes(1).max(1)) as usize;
+        if (1..self.chunks[0].count).contains(&fit) {
+            for ch in self.chunks.drain(..) {
+                let io = ch.io.as_ref().map_or(0, |io| io.1.size());
+                self.device_bytes -= ch.inst.size()
+                    + ch.state.size()
+                    + ch.delta.size()
+                    + ch.keep.size()
+                    + ch.reduce_uni.size()
+                    + io;
+            }
+            let target = self.shadow.as_ref().unwrap_or(&self.net_buf);
+            self.chunks = make_chunks(
+                &self.ctx,
+                &self.reduce_pipe,
+                target,
+                &d,
+                self.max_chips,
+                fit,
+                &mut self.device_bytes,
+            )?;
+            // every chunk needs its trial buffers again
+            self.trial_io = None;
+        }
         let sizes = [
             ("the input", 4 * (steps * d.c_in) as u64),
             ("the target", 16 * (steps * d.ncq) as u64),
@@ -666,9 +712,6 @@ impl GpuEnsembleTrainer {
             ));
         }
         self.ensure_io(steps)?;
-        self.dense_decode = chips
-            .iter()
-            .any(|c| NeuronConsts::from_instance(net, c).shared_out.is_none());
 
         // the chips' blocks, each followed by its encoder F_chipᵀ
         let blocks: Vec<Vec<[f32; 4]>> = chips
@@ -682,6 +725,9 @@ impl GpuEnsembleTrainer {
                 blk
             })
             .collect();
+        // x~ is decoded densely on a chip whose tau_out differs per neuron (InstanceInfo's
+        // shared_out flag, vec4 1 lane 1 of its block, is 0)
+        let dense_decode = blocks.iter().any(|b| b[1][1] == 0.0);
         let mut tgt = Vec::with_capacity(steps * d.ncq);
         push_rows(target_x, steps, nc, &mut tgt);
         let Some((_, inputs, targets)) = self.trial_io.as_ref() else {
@@ -742,7 +788,7 @@ impl GpuEnsembleTrainer {
             off_status: d.off_status(steps) as u32,
             ..Default::default()
         };
-        let cost = learn_loop_cost(&Shape::new(n, nc, self.wg), d.c_in, self.dense_decode);
+        let cost = learn_loop_cost(&Shape::new(n, nc, self.wg), d.c_in, dense_decode);
         let work = (chips.len() * n) as u64;
         let k_plan = dispatch::plan(&self.ctx, self.steps_request, cost, work, steps);
         self.k_steps = k_plan;
