@@ -179,6 +179,27 @@ enum Rule {
     GpuEnsemble(Vec<GpuEnsembleTrainer>, RobustTraining, usize, Option<Qat>),
 }
 
+/// The training chips' mismatch sigma and the rule's settings of ensemble trial `index` of
+/// `total`.
+fn ensemble_trial(
+    r: &RobustTraining,
+    total: usize,
+    index: u32,
+    k: f32,
+    eta: f32,
+) -> (f32, super::ensemble::TrialSettings) {
+    let settings = super::ensemble::TrialSettings {
+        k,
+        eta,
+        trial_index: index,
+        max_rate_hz: r.max_rate_hz,
+    };
+    (
+        super::ensemble::sigma_at(r, index as usize, total),
+        settings,
+    )
+}
+
 /// The figures of an ensemble trial: the mean over its chips.
 fn ensemble_stats(runs: &[super::ensemble::ChipTrial]) -> TrainTrialStats {
     let m = runs.len().max(1) as f32;
@@ -263,14 +284,8 @@ impl Rule {
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
                 .collect(),
             Rule::CpuEnsemble(r, total, qat) => {
-                let sigma = super::ensemble::sigma_at(r, index as usize, *total);
+                let (sigma, at) = ensemble_trial(r, *total, index, k, eta);
                 let r = &*r;
-                let at = super::ensemble::TrialSettings {
-                    k,
-                    eta,
-                    trial_index: index,
-                    max_rate_hz: r.max_rate_hz,
-                };
                 let runs: Vec<Vec<super::ensemble::ChipTrial>> = match qat {
                     Some(q) if q.w_slow => {
                         q.refresh(nets);
@@ -306,13 +321,7 @@ impl Rule {
                 Ok(runs.iter().map(|r| ensemble_stats(r)).collect())
             }
             Rule::GpuEnsemble(trs, r, total, qat) => {
-                let sigma = super::ensemble::sigma_at(r, index as usize, *total);
-                let at = super::ensemble::TrialSettings {
-                    k,
-                    eta,
-                    trial_index: index,
-                    max_rate_hz: r.max_rate_hz,
-                };
+                let (sigma, at) = ensemble_trial(r, *total, index, k, eta);
                 let mut out = Vec::with_capacity(nets.len());
                 match qat {
                     Some(q) if q.w_slow => {
