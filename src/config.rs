@@ -25,6 +25,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "configs/ecg-plain.toml",
         include_str!("../configs/ecg-plain.toml"),
     ),
+    (
+        "configs/xor-dynapse1.toml",
+        include_str!("../configs/xor-dynapse1.toml"),
+    ),
+    (
+        "configs/ecg-dynapse1.toml",
+        include_str!("../configs/ecg-dynapse1.toml"),
+    ),
 ];
 
 /// A config that could not be read or is invalid. The message names the file and the key.
@@ -201,6 +209,52 @@ pub struct TrainingConfig {
     /// The plain recipe that `run` trains beside a robust one and compares it with
     /// (`[training.plain]`).
     pub plain: PlainComparison,
+    /// Hardware-aware training (`[training.hardware]`).
+    pub hardware: HardwareTraining,
+}
+
+/// The chip a network is trained for.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareTarget {
+    /// Float weights, dense connectivity; the export maps the network afterwards.
+    #[default]
+    None,
+    /// Trained inside the DYNAP-SE1's constraints (`[export]`'s CAM budget and counts).
+    Dynapse1,
+}
+
+/// Hardware-aware training (docs/design.md §2, "Hardware-aware training"): the forward step runs
+/// the network the exporter writes (integer counts x per-(core, type) units, at most
+/// `export.cam_budget` CAM entries per neuron, inputs first, W_fast within `export.fast_cams`,
+/// W_slow in the rest), the rule updates a float shadow of W_slow, and the W_slow connectivity
+/// is fixed after the first `mask_after` fraction of training.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardwareTraining {
+    pub target: HardwareTarget,
+    /// Fraction of the training trials during which W_slow's connections are the largest shadow
+    /// weights that fit (re-chosen at every re-quantisation); then they are fixed.
+    pub mask_after: f32,
+    /// The training chips of `[training.robust]` get `[export.mismatch]`'s per-parameter spread,
+    /// scaled so that the largest CV equals the ramp's current sigma.
+    pub dynap_mismatch: bool,
+}
+
+impl Default for HardwareTraining {
+    fn default() -> Self {
+        Self {
+            target: HardwareTarget::None,
+            mask_after: 0.25,
+            dynap_mismatch: true,
+        }
+    }
+}
+
+impl HardwareTraining {
+    pub fn enabled(&self) -> bool {
+        self.target != HardwareTarget::None
+    }
 }
 
 /// The plain recipe beside the robust one: `run` also trains the network with mismatch-ensemble
@@ -229,7 +283,7 @@ impl Default for PlainComparison {
 impl TrainingConfig {
     /// Whether this recipe trains under simulated imperfections (ensemble or QAT).
     pub fn is_robust(&self) -> bool {
-        self.robust.instances > 0 || self.qat_bits > 0
+        self.robust.instances > 0 || self.qat_bits > 0 || self.hardware.enabled()
     }
 
     /// The plain recipe of [`PlainComparison`]: ensemble training and QAT off, its own length.
@@ -246,6 +300,7 @@ impl TrainingConfig {
                 compare: false,
                 ..self.plain.clone()
             },
+            hardware: HardwareTraining::default(),
             ..self.clone()
         }
     }
@@ -274,6 +329,11 @@ pub struct RobustTraining {
     pub silence: f32,
     /// A chip whose rate in the trial exceeds this (Hz) is left out of the mean (0: none).
     pub max_rate_hz: f32,
+    /// Per-parameter spread of the training chips, set by the trainer (not a config key):
+    /// `[export.mismatch]` under hardware-aware training; the chips then get these CVs scaled so
+    /// that the largest equals the ramp's sigma, instead of one sigma in `full`'s mode.
+    #[serde(skip)]
+    pub cv_shape: Option<crate::chip::MismatchCv>,
 }
 
 impl Default for RobustTraining {
@@ -288,6 +348,7 @@ impl Default for RobustTraining {
             noise: 0.0,
             silence: 0.0,
             max_rate_hz: 100.0,
+            cv_shape: None,
         }
     }
 }
@@ -309,6 +370,7 @@ impl Default for TrainingConfig {
             qat_interval: 1,
             robust: RobustTraining::default(),
             plain: PlainComparison::default(),
+            hardware: HardwareTraining::default(),
         }
     }
 }
@@ -594,6 +656,18 @@ impl Config {
             ("training.robust.silence", rb.silence),
         ] {
             in_unit(&mut p, key, v as f64);
+        }
+        in_unit(
+            &mut p,
+            "training.hardware.mask_after",
+            r.hardware.mask_after as f64,
+        );
+        if r.hardware.enabled() && r.qat_bits > 0 {
+            p.push(format!(
+                "training.hardware.target = \"dynapse1\" quantises to the chip's counts itself; \
+                 set training.qat_bits = 0 (got {})",
+                r.qat_bits
+            ));
         }
         positive(&mut p, "training.plain.epochs", r.plain.epochs as f64);
         positive(
@@ -947,5 +1021,26 @@ mod shipped_configs {
         let p = robust.training.plain_recipe();
         assert!(!p.is_robust());
         assert_eq!((p.epochs, p.samples_per_epoch), (8, 250));
+    }
+
+    #[test]
+    fn each_dynapse1_config_is_its_robust_config_trained_for_the_chip() {
+        for (robust, chip) in [
+            ("configs/xor.toml", "configs/xor-dynapse1.toml"),
+            ("configs/ecg.toml", "configs/ecg-dynapse1.toml"),
+        ] {
+            let robust = shipped(robust);
+            let chip = shipped(chip);
+            assert!(chip.training.hardware.enabled());
+            let mut want = robust.clone();
+            want.training.hardware = HardwareTraining {
+                target: HardwareTarget::Dynapse1,
+                ..HardwareTraining::default()
+            };
+            want.export.input_max_count = 8;
+            assert_eq!(chip, want);
+            // its comparison network is the plain dense one
+            assert!(!chip.training.plain_recipe().hardware.enabled());
+        }
     }
 }

@@ -210,6 +210,17 @@ pub fn train_snn(
         resume,
         show_progress: interactive(),
         gpu,
+        chip: cfg.training.hardware.enabled().then(|| {
+            (
+                std::sync::Arc::new(crate::export::dynapse1::onchip::Dynapse1Chip::new(
+                    crate::export::dynapse1::stage::map_options(cfg),
+                )) as std::sync::Arc<dyn crate::learn::hardware::ChipModel>,
+                cfg.training
+                    .hardware
+                    .dynap_mismatch
+                    .then(|| cfg.export.mismatch.cv()),
+            )
+        }),
     };
     let nets = crate::learn::trainer::train_networks(
         &make,

@@ -171,40 +171,7 @@ fn export_writes_a_valid_deployment_and_resimulates_what_it_wrote() {
     // The re-simulated network is the document's: rebuild its matrices here from the counts,
     // the unit weights, the signs of the types and the input scales.
     let net = Network::load(&d.join("deployed_network.safetensors")).unwrap();
-    let n = net.n;
-    let c = net.n_in;
-    let units: BTreeMap<(u32, u32, u32), f64> = doc
-        .quantisation
-        .unit_weights
-        .iter()
-        .map(|u| ((u.chip, u.core, u.syn_type), u.unit))
-        .collect();
-    let place: BTreeMap<u32, (usize, u32, u32)> = doc
-        .neurons
-        .iter()
-        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
-        .collect();
-    let mut wf = vec![0f64; n * n];
-    let mut ws = vec![0f64; n * n];
-    let mut wi = vec![0f64; n * c];
-    for con in &doc.connections {
-        let (post, chip, core) = place[&con.post];
-        let w = sign(con.syn_type) * con.count as f64 * units[&(chip, core, con.syn_type)];
-        match con.pre {
-            Source::Neuron(g) => {
-                let pre = place[&g].0;
-                if con.syn_type == 1 || con.syn_type == 3 {
-                    wf[pre * n + post] += w;
-                } else {
-                    ws[pre * n + post] += w;
-                }
-            }
-            Source::Input(j) => {
-                let inp = &doc.inputs[j as usize];
-                wi[post * c + inp.channel as usize] += inp.scale * w;
-            }
-        }
-    }
+    let [wf, ws, wi] = rebuild(&doc, &doc_conns(&doc), net.n, net.n_in);
     let close = |a: &[f32], b: &[f64], what: &str| {
         assert_eq!(a.len(), b.len(), "{what}");
         for (k, (&x, &y)) in a.iter().zip(b).enumerate() {
@@ -297,4 +264,252 @@ fn check_rejects_a_bias_out_of_range_with_its_location() {
         text.contains(name) && text.contains("300") && text.contains("cores[0]"),
         "{text}"
     );
+}
+
+/// One connection as a file states it: source (a neuron's (chip, core, neuron), or an input's
+/// (target chip, tag core, tag neuron)), whether the source is an input, target, type, count.
+type FileConn = ((u32, u32, u32), bool, (u32, u32, u32), u32, u32);
+
+/// The document's connections as [`FileConn`]s.
+fn doc_conns(doc: &Doc) -> Vec<FileConn> {
+    doc.connections
+        .iter()
+        .map(|con| {
+            let addr = |g: u32| {
+                let q = doc.neurons.iter().find(|q| q.global_id == g).unwrap();
+                (q.chip, q.core, q.neuron)
+            };
+            let (pre, is_input) = match con.pre {
+                Source::Neuron(g) => (addr(g), false),
+                Source::Input(j) => {
+                    let i = &doc.inputs[j as usize];
+                    ((i.target_chip, i.tag_core, i.tag_neuron), true)
+                }
+            };
+            (pre, is_input, addr(con.post), con.syn_type, con.count)
+        })
+        .collect()
+}
+
+/// W_fast, W_slow (N x N `[pre][post]`) and the rectified input projection (N x C) rebuilt here
+/// from `conns` with the document's placement, input list and unit weights:
+/// sign(type) x count x unit (x the input's scale).
+fn rebuild(doc: &Doc, conns: &[FileConn], n: usize, c: usize) -> [Vec<f64>; 3] {
+    let units: BTreeMap<(u32, u32, u32), f64> = doc
+        .quantisation
+        .unit_weights
+        .iter()
+        .map(|u| ((u.chip, u.core, u.syn_type), u.unit))
+        .collect();
+    let model: BTreeMap<(u32, u32, u32), usize> = doc
+        .neurons
+        .iter()
+        .map(|p| ((p.chip, p.core, p.neuron), p.index as usize))
+        .collect();
+    let input: BTreeMap<(u32, u32, u32), (usize, f64)> = doc
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                (i.target_chip, i.tag_core, i.tag_neuron),
+                (i.channel as usize, i.scale),
+            )
+        })
+        .collect();
+    let (mut wf, mut ws, mut wi) = (vec![0f64; n * n], vec![0f64; n * n], vec![0f64; n * c]);
+    for &(pre, is_input, post_addr, ty, count) in conns {
+        let post = model[&post_addr];
+        let w = sign(ty) * count as f64 * units[&(post_addr.0, post_addr.1, ty)];
+        if is_input {
+            let (ch, scale) = input[&pre];
+            wi[post * c + ch] += scale * w;
+        } else if ty == 1 || ty == 3 {
+            wf[model[&pre] * n + post] += w;
+        } else {
+            ws[model[&pre] * n + post] += w;
+        }
+    }
+    [wf, ws, wi]
+}
+
+/// The trained network is the one on the chip: trained for the DYNAP-SE1 (by `run`, which also
+/// trains the plain dense network), it exports with nothing pruned and no rounding error, every
+/// neuron within the CAM budget, and the document, the cAER file and the samna script all
+/// rebuild (here, from counts x units) the matrices the training forward pass ran. The report
+/// sets the post-hoc mapped dense network beside it.
+#[test]
+fn a_hardware_trained_network_is_exported_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        "--config",
+        "configs/xor-dynapse1.toml",
+        "--backend",
+        "cpu",
+        "--out",
+    ])
+    .arg(&run);
+    // two epochs, the mask fixed halfway, so the exported network trained with a fixed mask
+    for s in TINY.iter().chain(&[
+        "training.epochs=2",
+        "training.samples_per_epoch=4",
+        "training.hardware.mask_after=0.5",
+        "training.plain.epochs=1",
+        "training.plain.samples_per_epoch=2",
+        "export.cam_budget=40",
+        // a small study: the export is what this test is about
+        "evaluation.instances=2",
+        "evaluation.mismatch=[0.2]",
+        "evaluation.bits=[]",
+        "evaluation.noise=[]",
+        "evaluation.silence=[]",
+        "evaluation.bits_paper=[]",
+        "evaluation.sensitivity_sigma=0",
+        "evaluation.sensitivity_bits=0",
+        "evaluation.teacher_draws=0",
+    ]) {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("hardware-aware training"), "{stderr}");
+    let d = run.join("dynapse1");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["pruned_weight_fraction"].as_f64(), Some(0.0), "{r}");
+    for k in [
+        "relative_error_w_fast",
+        "relative_error_w_slow",
+        "relative_error_input",
+    ] {
+        // f32 storage of count x unit: a few ulps
+        assert!(r[k].as_f64().unwrap() < 1e-6, "{k} = {}", r[k]);
+    }
+    assert!(r["max_fan_in"].as_u64().unwrap() <= 40);
+    let hist: u64 = r["fan_in_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, 40, "every neuron is in the fan-in histogram");
+    // power: dynamic + static, per inference = power x trial length (XOR: 1 s)
+    let pw = &r["power"];
+    let total = r["estimated_power_uw"].as_f64().unwrap();
+    let (dy, st) = (
+        pw["dynamic_uw"].as_f64().unwrap(),
+        pw["static_uw"].as_f64().unwrap(),
+    );
+    assert!((dy + st - total).abs() <= 1e-9 * total.max(1.0));
+    assert!((pw["inference_s"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(
+        (pw["energy_per_inference_uj"].as_f64().unwrap() - total).abs() <= 1e-9 * total.max(1.0)
+    );
+    // the dense network beside it, mapped post hoc on the same chips
+    let dense = &r["dense"];
+    assert_eq!(dense["levels"].as_array().unwrap().len(), 2, "{r}");
+    assert!(dense["pruned_weight_fraction"].as_f64().unwrap() >= 0.0);
+    let md = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(md.contains("Hardware-trained beside the post-hoc mapped dense network"));
+
+    let trained = Network::load(&run.join("snn").join("network.safetensors")).unwrap();
+    let (n, c) = (trained.n, trained.n_in);
+    let p = trained
+        .input_override
+        .as_ref()
+        .expect("an on-chip input projection");
+    assert!(trained.w_slow.iter().any(|&w| w != 0.0));
+    let doc: Doc = doc::load(d.join("network.json")).unwrap();
+    assert!(validate::validate(&doc).is_empty());
+
+    let from_doc = doc_conns(&doc);
+    let caer = std::fs::read_to_string(d.join("network.caer.txt")).unwrap();
+    let from_caer: Vec<FileConn> = caer
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (pre, ty, count, post) = parse_caer_connection(l).unwrap();
+            // an FPGA source (chip 4) is the input tag on the target's chip
+            let is_input = pre.0 == 4;
+            let pre = if is_input {
+                (post.0, pre.1, pre.2)
+            } else {
+                pre
+            };
+            (pre, is_input, post, ty, count)
+        })
+        .collect();
+    let samna = std::fs::read_to_string(d.join("samna_setup.py")).unwrap();
+    let conns_block = samna
+        .split("CONNECTIONS = [\n")
+        .nth(1)
+        .unwrap()
+        .split("\n]")
+        .next()
+        .unwrap();
+    let from_samna: Vec<FileConn> = conns_block
+        .lines()
+        .map(|l| {
+            let f: Vec<String> = l
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches("),")
+                .split(", ")
+                .map(|x| x.trim_matches('"').to_string())
+                .collect();
+            let u = |i: usize| f[i].parse::<u32>().unwrap();
+            let ty = match f[7].as_str() {
+                "GABA_B" => 0,
+                "GABA_A" => 1,
+                "NMDA" => 2,
+                "AMPA" => 3,
+                other => panic!("synapse type {other}"),
+            };
+            (
+                (u(0), u(1), u(2)),
+                f[3] == "True",
+                (u(4), u(5), u(6)),
+                ty,
+                u(8),
+            )
+        })
+        .collect();
+    assert_eq!(from_caer.len(), doc.connections.len());
+    assert_eq!(from_samna.len(), doc.connections.len());
+
+    for (what, conns) in [
+        ("network.json", &from_doc),
+        ("network.caer.txt", &from_caer),
+        ("samna_setup.py", &from_samna),
+    ] {
+        let [wf, ws, wi] = rebuild(&doc, conns, n, 2 * c);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1e-9);
+        for k in 0..n * n {
+            assert!(
+                close(wf[k], trained.w_fast[k] as f64),
+                "{what}: w_fast[{k}]"
+            );
+            assert!(
+                close(ws[k], trained.w_slow[k] as f64),
+                "{what}: w_slow[{k}]"
+            );
+        }
+        // ON channel 2k carries +P, OFF channel 2k + 1 carries -P
+        for post in 0..n {
+            for ch in 0..c {
+                let want = p[post * c + ch] as f64;
+                assert!(
+                    close(wi[post * 2 * c + 2 * ch], want),
+                    "{what}: input {post} on"
+                );
+                assert!(
+                    close(wi[post * 2 * c + 2 * ch + 1], -want),
+                    "{what}: input {post} off"
+                );
+            }
+        }
+    }
 }

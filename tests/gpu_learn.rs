@@ -409,6 +409,7 @@ fn follows_the_cpu_run(
                 resume: false,
                 show_progress: false,
                 gpu,
+                chip: None,
             },
         )
         .unwrap()

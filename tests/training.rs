@@ -77,6 +77,7 @@ fn resumed_training_equals_uninterrupted_training() {
             resume: false,
             show_progress: false,
             gpu: None,
+            chip: None,
         },
     )
     .unwrap();
@@ -97,6 +98,7 @@ fn resumed_training_equals_uninterrupted_training() {
             resume: false,
             show_progress: false,
             gpu: None,
+            chip: None,
         },
     )
     .unwrap();
@@ -111,6 +113,7 @@ fn resumed_training_equals_uninterrupted_training() {
             resume: true,
             show_progress: false,
             gpu: None,
+            chip: None,
         },
     )
     .unwrap();
@@ -303,6 +306,7 @@ fn train_with(cfg: &TrainingConfig) -> Vec<robust_snn::learn::trainer::TrainedNe
             resume: false,
             show_progress: false,
             gpu: None,
+            chip: None,
         },
     )
     .unwrap()
@@ -399,4 +403,97 @@ fn quantisation_aware_ensemble_training_keeps_the_grid_and_equals_ensemble_train
     }
     assert!(distinct(&net.w_slow) > 16);
     assert_ne!(ens[0].net.w_slow, net.w_slow);
+}
+
+/// Hardware-aware training: every running (on-chip) network of the run fits the CAM budget, the
+/// W_slow connections are fixed once and the kept network uses only them, and it is exactly
+/// the network the exporter writes for it (rebuilt here from the document's counts x units).
+#[test]
+fn hardware_aware_training_stays_on_the_chip() {
+    use robust_snn::config::{HardwareTarget, HardwareTraining};
+    use robust_snn::export::dynapse1::doc::Source;
+    use robust_snn::export::dynapse1::map::{FanInPolicy, MapOptions, map_network};
+    let (teacher, task, params, mut cfg) = small_setup();
+    cfg.epochs = 3;
+    cfg.eta = 1e-4; // W_slow grows large enough to compete for the budget
+    cfg.hardware = HardwareTraining {
+        target: HardwareTarget::Dynapse1,
+        mask_after: 0.4,
+        dynap_mismatch: true,
+    };
+    let opts = MapOptions {
+        cam_budget: 30,
+        fast_cams: 8,
+        input_max_count: 4,
+        policy: FanInPolicy::Reserved,
+        ..MapOptions::default()
+    };
+    let make = |seed: u64| network(&teacher, &params, seed);
+    let nets = train_networks(
+        &make,
+        &teacher,
+        &task,
+        &cfg,
+        4,
+        &TrainOptions {
+            chip: Some((
+                std::sync::Arc::new(robust_snn::export::dynapse1::onchip::Dynapse1Chip::new(
+                    opts.clone(),
+                )),
+                None,
+            )),
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
+    let t = &nets[0];
+    assert!(t.max_fan_in.unwrap() <= 30, "{:?}", t.max_fan_in);
+    let mask = t.w_slow_mask.as_ref().expect("the mask was fixed");
+    let n = t.net.n;
+    assert!(mask.iter().any(|&m| m));
+    assert!(
+        t.best_epoch >= 2,
+        "the kept network was trained with the mask fixed"
+    );
+    for (k, (&w, &m)) in t.net.w_slow.iter().zip(mask).enumerate() {
+        assert!(m || w == 0.0, "W_slow[{k}] = {w} outside the fixed mask");
+    }
+    // the exporter maps the kept network onto itself
+    let mapped = map_network(&t.net, &opts).unwrap();
+    assert_eq!(mapped.report.pruned_weight_fraction, 0.0);
+    let units: std::collections::BTreeMap<(u32, u32, u32), f64> = mapped
+        .doc
+        .quantisation
+        .unit_weights
+        .iter()
+        .map(|u| ((u.chip, u.core, u.syn_type), u.unit))
+        .collect();
+    let place: std::collections::BTreeMap<u32, (usize, u32, u32)> = mapped
+        .doc
+        .neurons
+        .iter()
+        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
+        .collect();
+    let mut cams = vec![0u32; n];
+    let (mut wf, mut ws) = (vec![0f64; n * n], vec![0f64; n * n]);
+    for c in &mapped.doc.connections {
+        let (post, chip, core) = place[&c.post];
+        cams[post] += c.count;
+        let sign = if c.syn_type >= 2 { 1.0 } else { -1.0 };
+        let w = sign * c.count as f64 * units[&(chip, core, c.syn_type)];
+        if let Source::Neuron(g) = c.pre {
+            let pre = place[&g].0;
+            if c.syn_type % 2 == 1 {
+                wf[pre * n + post] += w;
+            } else {
+                ws[pre * n + post] += w;
+            }
+        }
+    }
+    assert!(cams.iter().all(|&x| x <= 30));
+    let close = |a: f64, b: f32| (a - b as f64).abs() <= 1e-6 * (b as f64).abs().max(1e-9);
+    for k in 0..n * n {
+        assert!(close(wf[k], t.net.w_fast[k]), "w_fast[{k}]");
+        assert!(close(ws[k], t.net.w_slow[k]), "w_slow[{k}]");
+    }
 }

@@ -92,6 +92,31 @@ impl MismatchCv {
         }
     }
 
+    /// Every sigma, in field order.
+    fn fields_mut(&mut self) -> [&mut f32; 9] {
+        [
+            &mut self.tau_mem,
+            &mut self.tau_slow,
+            &mut self.tau_fast,
+            &mut self.tau_out,
+            &mut self.v_th,
+            &mut self.w_in,
+            &mut self.d,
+            &mut self.w_slow,
+            &mut self.w_fast,
+        ]
+    }
+
+    /// These sigmas scaled so that the largest equals `sigma` (all zero when they all are).
+    pub fn with_largest(&self, sigma: f32) -> Self {
+        let mut out = *self;
+        let m = out.fields_mut().into_iter().fold(0f32, |m, x| m.max(*x));
+        for x in out.fields_mut() {
+            *x = if m > 0.0 { *x * sigma / m } else { 0.0 };
+        }
+        out
+    }
+
     /// The parameters the sensitivity table mismatches one at a time, in its order.
     pub const SENSITIVITY: [&'static str; 8] = [
         "tau_mem", "tau_slow", "v_th", "w_in", "d", "w_slow", "w_fast", "tau_fast",
@@ -524,6 +549,22 @@ mod tests {
         assert_eq!(inst.d, net.d);
         assert_eq!(inst.input_proj, net.input_projection());
         assert!(inst.silenced.iter().all(|&s| !s));
+    }
+
+    #[test]
+    fn a_cv_shape_scales_to_its_largest_sigma() {
+        let shape = MismatchCv {
+            tau_mem: 0.2,
+            w_fast: 0.3,
+            ..MismatchCv::default()
+        };
+        let c = shape.with_largest(0.15);
+        assert!((c.w_fast - 0.15).abs() < 1e-7 && (c.tau_mem - 0.1).abs() < 1e-7);
+        assert_eq!((c.v_th, c.d), (0.0, 0.0));
+        assert_eq!(
+            MismatchCv::default().with_largest(0.2),
+            MismatchCv::default()
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct ChipTrial {
 }
 
 /// The perturbation of training chip `e` of a trial at mismatch `sigma`: the first
-/// `nominal` chips are the nominal network (no mismatch, noise or silencing).
+/// `nominal` chips are the nominal network (no mismatch, noise or silencing). With
+/// `r.cv_shape` the chips get that per-parameter spread, its largest CV equal to `sigma`.
 pub fn chip_perturbation(r: &RobustTraining, sigma: f32, e: usize, nominal: usize) -> Perturbation {
     if e < nominal {
         return Perturbation::default();
@@ -42,6 +43,8 @@ pub fn chip_perturbation(r: &RobustTraining, sigma: f32, e: usize, nominal: usiz
         },
         noise: r.noise,
         silence: r.silence,
+        // a per-parameter spread replaces `mismatch` and `mode`
+        cv: r.cv_shape.map(|shape| shape.with_largest(sigma)),
         ..Perturbation::default()
     }
 }

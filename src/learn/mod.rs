@@ -3,6 +3,7 @@
 pub mod ensemble;
 pub mod gpu;
 pub mod gpu_ensemble;
+pub mod hardware;
 pub mod regime;
 pub mod rule;
 pub mod trainer;

@@ -14,6 +14,7 @@ use crate::chip::Perturbation;
 use crate::config::{RobustTraining, TrainingConfig};
 use crate::engine::gpu::context::GpuContext;
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record};
+use crate::learn::hardware::{ChipModel, OnChip};
 use crate::learn::{GpuEnsembleTrainer, GpuTrainer};
 use crate::snn::Network;
 use crate::tasks::{Split, Task};
@@ -55,6 +56,11 @@ pub struct TrainedNetwork {
     pub best_epoch: usize,
     pub best_val_r: f64,
     pub train_seconds: f64,
+    /// Hardware-aware training: the largest CAM use of any neuron of this network's running
+    /// (on-chip) network at any re-quantisation of the training run.
+    pub max_fan_in: Option<u64>,
+    /// Hardware-aware training: the fixed W_slow connections, `[pre][post]` (None: not fixed).
+    pub w_slow_mask: Option<Vec<bool>>,
 }
 
 /// Figures of a network over a set of trials (nominal, no feedback).
@@ -156,6 +162,7 @@ pub fn evaluate(
 }
 
 /// Options that are not part of the experiment config.
+#[derive(Default)]
 pub struct TrainOptions<'a> {
     /// Folder for per-epoch checkpoints (None: no checkpoints).
     pub checkpoint: Option<&'a Path>,
@@ -164,6 +171,11 @@ pub struct TrainOptions<'a> {
     pub show_progress: bool,
     /// Run the learning rule on this GPU device instead of the CPU.
     pub gpu: Option<Arc<GpuContext>>,
+    /// Hardware-aware training (`cfg.hardware`): the chip's constraints (for the DYNAP-SE1,
+    /// `export::dynapse1::onchip::Dynapse1Chip`, which maps as the exporter does), and the
+    /// per-parameter spread of the training chips (`[export.mismatch]`) when
+    /// `cfg.hardware.dynap_mismatch`.
+    pub chip: Option<(Arc<dyn ChipModel>, Option<crate::chip::MismatchCv>)>,
 }
 
 /// Where the rule runs. Both compute the same function (tests/gpu_learn.rs).
@@ -226,23 +238,75 @@ struct Qat {
     running: Vec<Network>,
     /// Trials since the last re-quantisation.
     since: usize,
+    /// Hardware-aware training: the running networks are the chip's ([`OnChip::running`])
+    /// instead of `bits`-bit grids.
+    chip: Option<ChipTraining>,
+}
+
+/// The chip constraints of hardware-aware training, one [`OnChip`] (its W_slow mask) per network.
+struct ChipTraining {
+    chips: Vec<OnChip>,
+    /// Global trial index at whose re-quantisation the masks are fixed.
+    fix_at: usize,
+    /// Largest CAM use of any neuron of each running network so far.
+    max_fan_in: Vec<u64>,
 }
 
 impl Qat {
-    fn new(cfg: &TrainingConfig, nets: &[Network]) -> Qat {
+    fn new(cfg: &TrainingConfig, nets: &[Network], chip: Option<&Arc<dyn ChipModel>>) -> Qat {
+        let total = cfg.epochs * cfg.samples_per_epoch;
         Qat {
             bits: cfg.qat_bits,
-            w_slow: cfg.qat_scope.rounds()[3] && cfg.qat_bits < crate::snn::quantize::FLOAT_BITS,
+            w_slow: chip.is_some()
+                || (cfg.qat_scope.rounds()[3] && cfg.qat_bits < crate::snn::quantize::FLOAT_BITS),
             interval: cfg.qat_interval.max(1),
             running: nets.to_vec(),
             since: usize::MAX,
+            chip: chip.map(|model| ChipTraining {
+                chips: vec![OnChip::new(model.clone()); nets.len()],
+                fix_at: ((cfg.hardware.mask_after * total as f32).ceil() as usize).max(1),
+                max_fan_in: vec![0; nets.len()],
+            }),
         }
     }
 
-    /// The running copies' W_slow from the shadows, when due.
-    fn refresh(&mut self, nets: &[Network]) {
+    /// The running networks for the shadows `nets` at global trial `index`: the chip's, with
+    /// the masks fixed once `index` reaches `fix_at`.
+    fn chip_running(
+        &mut self,
+        nets: &[Network],
+        index: usize,
+    ) -> Result<Vec<Network>, crate::Error> {
+        let Some(c) = &mut self.chip else {
+            return Ok(nets.to_vec());
+        };
+        let mut out = Vec::with_capacity(nets.len());
+        for ((net, oc), most) in nets
+            .iter()
+            .zip(c.chips.iter_mut())
+            .zip(c.max_fan_in.iter_mut())
+        {
+            let r = oc
+                .running(net)
+                .map_err(|e| crate::Error::Other(format!("hardware-aware training: {e}")))?;
+            *most = (*most).max(r.fan_in.iter().copied().max().unwrap_or(0));
+            if oc.mask().is_none() && index >= c.fix_at {
+                oc.fix_mask(&r.net);
+            }
+            out.push(r.net);
+        }
+        Ok(out)
+    }
+
+    /// The running copies' W_slow from the shadows, when due (`index`: the global trial).
+    fn refresh(&mut self, nets: &[Network], index: usize) -> Result<(), crate::Error> {
         if self.since < self.interval {
-            return;
+            return Ok(());
+        }
+        if self.chip.is_some() {
+            self.running = self.chip_running(nets, index)?;
+            self.since = 0;
+            return Ok(());
         }
         for (run, net) in self.running.iter_mut().zip(nets) {
             run.w_slow = if self.w_slow {
@@ -252,6 +316,7 @@ impl Qat {
             };
         }
         self.since = 0;
+        Ok(())
     }
 }
 
@@ -275,20 +340,21 @@ impl Rule {
         eta: f32,
         seeds: &[u64],
         index: u32,
-    ) -> Result<Vec<TrainTrialStats>, EngineError> {
+    ) -> Result<Vec<TrainTrialStats>, crate::Error> {
         match self {
             Rule::Cpu => nets
                 .par_iter_mut()
                 .zip(trials)
                 .zip(seeds)
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
-                .collect(),
+                .collect::<Result<_, _>>()
+                .map_err(Into::into),
             Rule::CpuEnsemble(r, total, qat) => {
                 let (sigma, at) = ensemble_trial(r, *total, index, k, eta);
                 let r = &*r;
                 let runs: Vec<Vec<super::ensemble::ChipTrial>> = match qat {
                     Some(q) if q.w_slow => {
-                        q.refresh(nets);
+                        q.refresh(nets, index as usize)?;
                         q.since += 1;
                         q.running
                             .par_iter()
@@ -330,7 +396,7 @@ impl Rule {
                             for (tr, net) in trs.iter().zip(nets.iter_mut()) {
                                 net.w_slow = tr.shadow()?;
                             }
-                            q.refresh(nets);
+                            q.refresh(nets, index as usize)?;
                             for (tr, run) in trs.iter_mut().zip(&q.running) {
                                 tr.set_running_w_slow(&run.w_slow)?;
                             }
@@ -361,9 +427,10 @@ impl Rule {
                 .zip(trials)
                 .zip(seeds)
                 .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
-                .collect(),
+                .collect::<Result<_, _>>()
+                .map_err(Into::into),
             Rule::CpuQat(q) => {
-                q.refresh(nets);
+                q.refresh(nets, index as usize)?;
                 q.since += 1;
                 q.running
                     .par_iter_mut()
@@ -373,15 +440,53 @@ impl Rule {
                     .map(|(((run, net), (input, x)), &seed)| {
                         train_trial_shadow(run, &mut net.w_slow, input, x, k, eta, seed, index)
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()
+                    .map_err(Into::into)
             }
             Rule::Gpu(tr) => {
                 let inputs: Vec<&[f32]> = trials.iter().map(|t| t.0.as_slice()).collect();
                 let targets: Vec<&[f32]> = trials.iter().map(|t| t.1.as_slice()).collect();
                 let idx = vec![index; nets.len()];
-                tr.train_trial(&inputs, &targets, k, eta, seeds, &idx)
+                Ok(tr.train_trial(&inputs, &targets, k, eta, seeds, &idx)?)
             }
         }
+    }
+
+    /// Hardware-aware training's QAT state.
+    fn chip_qat(&mut self) -> Option<&mut Qat> {
+        match self {
+            Rule::CpuQat(q) | Rule::CpuEnsemble(_, _, Some(q)) if q.chip.is_some() => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Under hardware-aware training, the networks the chip runs for the shadows `nets` (what
+    /// validation measures and training keeps); `None` otherwise.
+    fn on_chip(&mut self, nets: &[Network]) -> Result<Option<Vec<Network>>, crate::Error> {
+        match self.chip_qat() {
+            // index 0: validation never fixes a mask
+            Some(q) => q.chip_running(nets, 0).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The fixed W_slow masks (`pre * N + post`) of hardware-aware training, per network.
+    fn masks(&mut self) -> Vec<Option<Vec<u32>>> {
+        let Some(c) = self.chip_qat().and_then(|q| q.chip.as_ref()) else {
+            return Vec::new();
+        };
+        c.chips
+            .iter()
+            .map(|oc| {
+                oc.mask().map(|m| {
+                    m.iter()
+                        .enumerate()
+                        .filter(|(_, k)| **k)
+                        .map(|(i, _)| i as u32)
+                        .collect()
+                })
+            })
+            .collect()
     }
 
     /// Bring the networks' W_slow up to date on the host.
@@ -406,6 +511,10 @@ struct RunState {
     seeds: Vec<u64>,
     epochs_done: usize,
     nets: Vec<CheckpointState>,
+    /// Hardware-aware training: each network's fixed W_slow connections (`pre * N + post`),
+    /// once fixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    masks: Vec<Option<Vec<u32>>>,
 }
 
 /// Train `cfg.networks` networks (seeds `seed`, `seed + 1`, ...) at once, each on its own stream
@@ -440,6 +549,7 @@ pub fn train_networks(
                 seconds: 0.0,
             })
             .collect(),
+        masks: Vec::new(),
     };
     if let (Some(dir), true) = (opts.checkpoint, opts.resume) {
         let sp = dir.join("state.json");
@@ -477,8 +587,52 @@ pub fn train_networks(
     // not) on the GPU ensemble trainer; QAT alone runs on the CPU trainer (it trains one
     // network per trial: the CPU is the faster place), with a notice.
     let total_trials = cfg.epochs * cfg.samples_per_epoch;
-    let qat = (cfg.qat_bits > 0).then(|| Qat::new(cfg, &nets));
-    let mut rule = match (&opts.gpu, cfg.robust.instances > 0, qat) {
+    let chip_opts = match (&opts.chip, cfg.hardware.enabled()) {
+        (Some((o, _)), true) => Some(o),
+        (None, true) => {
+            return Err(other(
+                "training.hardware is set but the trainer was given no chip constraints".into(),
+            ));
+        }
+        _ => None,
+    };
+    let mut qat =
+        (cfg.qat_bits > 0 || chip_opts.is_some()).then(|| Qat::new(cfg, &nets, chip_opts));
+    if let Some(c) = qat.as_mut().and_then(|q| q.chip.as_mut()) {
+        for (oc, m) in c.chips.iter_mut().zip(&run.masks) {
+            if let Some(m) = m {
+                let n = nets[0].n;
+                let mut mask = vec![false; n * n];
+                for &i in m {
+                    if let Some(slot) = mask.get_mut(i as usize) {
+                        *slot = true;
+                    }
+                }
+                oc.set_mask(mask);
+            }
+        }
+        eprintln!(
+            "training: hardware-aware training ({}; W_slow connections fixed after trial {}) on \
+             the CPU trainer",
+            chip_opts.map_or(String::new(), |m| m.describe()),
+            c.fix_at
+        );
+    }
+    let mut robust = cfg.robust.clone();
+    if let Some((_, cv)) = &opts.chip
+        && cfg.hardware.enabled()
+    {
+        robust.cv_shape = *cv;
+    }
+    let chip = qat.as_ref().is_some_and(|q| q.chip.is_some());
+    let gpu = if chip { None } else { opts.gpu.as_ref() };
+    if chip && opts.gpu.is_some() {
+        eprintln!(
+            "training: hardware-aware training runs on the CPU trainers (the GPU trainers do not \
+             rebuild the chip's network); the other stages use the GPU"
+        );
+    }
+    let mut rule = match (gpu, cfg.robust.instances > 0, qat) {
         (Some(ctx), true, qat) => {
             let shadow = qat.as_ref().is_some_and(|q| q.w_slow);
             let trs = nets
@@ -508,10 +662,10 @@ pub fn train_networks(
                     tr.device_bytes() as f64 / (1 << 20) as f64
                 );
             }
-            Rule::GpuEnsemble(trs, cfg.robust.clone(), total_trials, qat)
+            Rule::GpuEnsemble(trs, robust.clone(), total_trials, qat)
         }
         (Some(ctx), false, None) => Rule::Gpu(Box::new(GpuTrainer::new(ctx.clone(), &nets)?)),
-        (None, true, qat) => Rule::CpuEnsemble(cfg.robust.clone(), total_trials, qat),
+        (None, true, qat) => Rule::CpuEnsemble(robust.clone(), total_trials, qat),
         (gpu, false, Some(q)) => {
             if gpu.is_some() {
                 eprintln!(
@@ -571,7 +725,10 @@ pub fn train_networks(
                 )));
             }
         }
-        let vals: Vec<EvalFigures> = nets
+        // under hardware-aware training the network that counts is the chip's
+        let chip_nets = rule.on_chip(&nets)?;
+        let judged = chip_nets.as_deref().unwrap_or(&nets);
+        let vals: Vec<EvalFigures> = judged
             .iter()
             .zip(&seeds)
             .map(|(net, &s)| evaluate(net, teacher, task, Split::Validation, cfg.val_trials, s))
@@ -608,27 +765,60 @@ pub fn train_networks(
             if rec.val_r < state.best_val_r {
                 state.best_val_r = rec.val_r;
                 state.best_epoch = epoch;
-                best[i] = nets[i].clone();
+                best[i] = judged[i].clone();
             }
             state.history.push(rec);
             state.epochs_done = epoch;
         }
         run.epochs_done = epoch;
+        run.masks = rule.masks();
         if let Some(dir) = opts.checkpoint {
             write_checkpoint(dir, &run, &nets, &best)?;
         }
     }
     pb.finish_and_clear();
+    if let Some(q) = rule.chip_qat()
+        && let Some(c) = &q.chip
+    {
+        let conns: Vec<String> = c
+            .chips
+            .iter()
+            .map(|oc| {
+                oc.mask().map_or("not fixed".into(), |m| {
+                    m.iter().filter(|k| **k).count().to_string()
+                })
+            })
+            .collect();
+        eprintln!(
+            "training: on-chip networks used at most {} CAM entries per neuron; W_slow connections \
+             per network: {}",
+            c.max_fan_in.iter().max().unwrap_or(&0),
+            conns.join(", ")
+        );
+    }
+    let chip_state: Vec<(Option<u64>, Option<Vec<bool>>)> =
+        match rule.chip_qat().and_then(|q| q.chip.as_ref()) {
+            Some(c) => c
+                .chips
+                .iter()
+                .zip(&c.max_fan_in)
+                .map(|(oc, &m)| (Some(m), oc.mask().map(<[bool]>::to_vec)))
+                .collect(),
+            None => vec![(None, None); n_nets],
+        };
     let mut out: Vec<TrainedNetwork> = best
         .into_iter()
         .zip(run.nets)
-        .map(|(net, st)| TrainedNetwork {
+        .zip(chip_state)
+        .map(|((net, st), (max_fan_in, w_slow_mask))| TrainedNetwork {
             net,
             network_seed: st.network_seed,
             history: st.history,
             best_epoch: st.best_epoch,
             best_val_r: st.best_val_r,
             train_seconds: st.seconds,
+            max_fan_in,
+            w_slow_mask,
         })
         .collect();
     out.sort_by(|a, b| a.best_val_r.total_cmp(&b.best_val_r));

@@ -64,10 +64,24 @@ pub fn rectify_input(input: &[f32], c: usize) -> Vec<f32> {
 /// CAM entries that listen to each model neuron (the synaptic events one of its spikes causes),
 /// indexed by model index; length `n`.
 pub fn cams_per_source(doc: &Doc, n: usize) -> Vec<u64> {
+    cams_per(doc, n, |c| match c.pre {
+        Source::Neuron(g) => Some(g),
+        Source::Input(_) => None,
+    })
+}
+
+/// CAM entries each model neuron uses (its fan-in, inputs included), indexed by model index;
+/// length `n`.
+pub fn cams_per_target(doc: &Doc, n: usize) -> Vec<u64> {
+    cams_per(doc, n, |c| Some(c.post))
+}
+
+/// Sum of connection counts per model neuron, the neuron of a connection named by `key`.
+fn cams_per(doc: &Doc, n: usize, key: impl Fn(&super::doc::Connection) -> Option<u32>) -> Vec<u64> {
     let index = placement_index(doc, n);
     let mut out = vec![0u64; n];
     for c in &doc.connections {
-        if let Source::Neuron(g) = c.pre
+        if let Some(g) = key(c)
             && let Some(&(i, _, _)) = index.get(&g)
         {
             out[i] += c.count as u64;

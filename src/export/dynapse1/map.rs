@@ -79,6 +79,24 @@ pub struct MapOptions {
     pub mem_gain: f64,
     /// Synaptic DPI gain I_th / I_tau.
     pub syn_gain: f64,
+    /// How each neuron's CAM entries are shared out.
+    pub policy: FanInPolicy,
+}
+
+/// How a neuron's CAM budget is shared out among its candidate connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanInPolicy {
+    /// W_fast first within `fast_cams`, then every other candidate (inputs included) by
+    /// decreasing |w|: the best post-hoc fit of a dense network.
+    #[default]
+    Greedy,
+    /// Inputs first, then W_fast capped at `fast_cams`, then W_slow in what is left, each by
+    /// decreasing |w|; the AMPA and GABA_A units of a core are tied (the larger of the two). The
+    /// inputs' and W_fast's share of a neuron then never depends on W_slow, so hardware-aware
+    /// training can fix them once, and the ON and OFF channels of an input get equal counts and
+    /// exactly opposite weights (the deployed network computes a signed input projection).
+    Reserved,
 }
 
 impl Default for MapOptions {
@@ -92,6 +110,7 @@ impl Default for MapOptions {
             max_unit_current_a: 100e-12,
             mem_gain: 2.0,
             syn_gain: 1.0,
+            policy: FanInPolicy::Greedy,
         }
     }
 }
@@ -387,7 +406,7 @@ fn unit_weights(cands: &[Cand], slots: &Slots, opts: &MapOptions) -> BTreeMap<Un
     for (key, v) in in_mags {
         rec_mags.entry(key).or_insert(v);
     }
-    rec_mags
+    let mut units: BTreeMap<UnitKey, f64> = rec_mags
         .into_iter()
         .map(|(key, v)| {
             (
@@ -395,7 +414,25 @@ fn unit_weights(cands: &[Cand], slots: &Slots, opts: &MapOptions) -> BTreeMap<Un
                 r9(quantile_unit(v, opts.unit_quantile, opts.max_count)),
             )
         })
-        .collect()
+        .collect();
+    if opts.policy == FanInPolicy::Reserved {
+        let cores: BTreeSet<(u32, u32)> =
+            units.keys().map(|&(chip, core, _)| (chip, core)).collect();
+        for (chip, core) in cores {
+            let (a, g) = ((chip, core, SynType::Ampa), (chip, core, SynType::GabaA));
+            let tied = units
+                .get(&a)
+                .copied()
+                .unwrap_or(0.0)
+                .max(units.get(&g).copied().unwrap_or(0.0));
+            for key in [a, g] {
+                if let Some(u) = units.get_mut(&key) {
+                    *u = tied;
+                }
+            }
+        }
+    }
+    units
 }
 
 /// Input scale per (channel, chip): the same quantile rule on |w| / unit, so the inputs use the
@@ -447,7 +484,7 @@ fn assign_counts(
     }
 }
 
-/// Fan-in: per post, W_fast first within `fast_cams`, then everything left by decreasing |w|
+/// Fan-in: per post, in the order of `opts.policy` ([`FanInPolicy`]), each by decreasing |w|
 /// within the CAM budget (a candidate that does not fit is pruned, smaller ones may still fit).
 /// Candidates with count 0 and pruned ones add their |w| to `dropped[post]`.
 fn fan_in(cands: Vec<Cand>, n: usize, opts: &MapOptions, dropped: &mut [f64]) -> Vec<Cand> {
@@ -465,24 +502,52 @@ fn fan_in(cands: Vec<Cand>, n: usize, opts: &MapOptions, dropped: &mut [f64]) ->
     let mut kept: Vec<Cand> = Vec::new();
     for list in by_post.iter_mut() {
         list.sort_by(|a, b| b.w.abs().total_cmp(&a.w.abs()).then(a.pre.cmp(&b.pre)));
-        let mut taken = vec![false; list.len()];
         let mut used = 0u32;
-        for (j, k) in list.iter().enumerate() {
-            if is_fast(k) && used + k.count <= opts.fast_cams {
+        let mut fast_used = 0u32;
+        let mut take = |k: &Cand, cap: u32, fast_cap: bool| -> bool {
+            let fits =
+                used + k.count <= cap && (!fast_cap || fast_used + k.count <= opts.fast_cams);
+            if fits {
                 used += k.count;
-                taken[j] = true;
-                kept.push(*k);
+                if is_fast(k) {
+                    fast_used += k.count;
+                }
             }
-        }
-        for (j, k) in list.iter().enumerate() {
-            if taken[j] {
-                continue;
+            fits
+        };
+        match opts.policy {
+            FanInPolicy::Greedy => {
+                let mut taken = vec![false; list.len()];
+                for (j, k) in list.iter().enumerate() {
+                    if is_fast(k) && take(k, opts.fast_cams, false) {
+                        taken[j] = true;
+                        kept.push(*k);
+                    }
+                }
+                for (j, k) in list.iter().enumerate() {
+                    if taken[j] {
+                        continue;
+                    }
+                    if take(k, opts.cam_budget, false) {
+                        kept.push(*k);
+                    } else {
+                        dropped[k.post] += k.w.abs();
+                    }
+                }
             }
-            if used + k.count <= opts.cam_budget {
-                used += k.count;
-                kept.push(*k);
-            } else {
-                dropped[k.post] += k.w.abs();
+            FanInPolicy::Reserved => {
+                let is_input = |k: &Cand| matches!(k.pre, Pre::Input(_));
+                let classes: [&dyn Fn(&Cand) -> bool; 3] =
+                    [&is_input, &is_fast, &|k: &Cand| !is_input(k) && !is_fast(k)];
+                for class in classes {
+                    for k in list.iter().filter(|k| class(k)) {
+                        if take(k, opts.cam_budget, is_fast(k)) {
+                            kept.push(*k);
+                        } else {
+                            dropped[k.post] += k.w.abs();
+                        }
+                    }
+                }
             }
         }
     }
@@ -812,12 +877,22 @@ fn quantisation_notes(
     q.method = format!(
         "unit = quantile(|w|, {q}) / {m} per (core, type); count = min(round(|w| / unit), {m}), \
          dropped when 0; inputs: unit x scale, scale per (channel, chip) = quantile(|w| / unit, {q}) \
-         / {mi}, counts up to {mi}; per neuron W_fast first within {f} CAMs, then the largest |w| \
-         within {b} CAMs; at most 3 target chips per source",
+         / {mi}, counts up to {mi}; per neuron {order} within {b} CAMs; at most 3 target chips \
+         per source",
+        order = match opts.policy {
+            FanInPolicy::Greedy => format!(
+                "W_fast first within {f} CAMs, then the largest |w|",
+                f = opts.fast_cams
+            ),
+            FanInPolicy::Reserved => format!(
+                "inputs first, then W_fast (at most {f} CAMs), then W_slow, each by decreasing |w|; \
+                 AMPA and GABA_A units of a core tied",
+                f = opts.fast_cams
+            ),
+        },
         q = opts.unit_quantile,
         m = opts.max_count,
         mi = opts.input_max_count,
-        f = opts.fast_cams,
         b = opts.cam_budget
     );
     for (k, v) in [

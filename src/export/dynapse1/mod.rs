@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod doc;
 pub mod emit;
 pub mod map;
+pub mod onchip;
 pub mod stage;
 pub mod validate;
 

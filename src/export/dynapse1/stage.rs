@@ -42,6 +42,8 @@ pub struct ExportReport {
     pub inputs_used: usize,
     pub connections: usize,
     pub max_fan_in: u32,
+    /// Neurons per fan-in bin of 8 CAM entries (0-7, 8-15, ...).
+    pub fan_in_histogram: Vec<usize>,
     pub cam_budget: u32,
     pub pruned_weight_fraction: f64,
     pub relative_error_w_fast: f64,
@@ -73,6 +75,9 @@ pub struct ExportReport {
     pub backend: String,
     pub seconds: f64,
     pub notes: Vec<String>,
+    /// Under hardware-aware training: the plain dense network of `DIR/plain/`, mapped post hoc.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseComparison>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,6 +87,8 @@ pub struct PolicyReport {
     pub input_max_count: u32,
     pub unit_quantile: f64,
     pub fast_cams: u32,
+    /// The hardware-aware training policy (inputs, then W_fast, then W_slow; tied units).
+    pub reserved: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -93,6 +100,39 @@ pub struct PowerReport {
     pub instances: u32,
     pub trials: usize,
     pub assumption: String,
+    /// Event (dynamic) power, µW = µJ per task second (median over chips).
+    pub dynamic_uw: f64,
+    /// Static power, µW (`export.static_power_uw`; 0 = not modelled).
+    pub static_uw: f64,
+    /// One inference is one trial of the task, this long (s).
+    pub inference_s: f64,
+    /// Energy of one inference, µJ: (dynamic + static) x `inference_s`.
+    pub energy_per_inference_uj: f64,
+    /// The figures the design brief quotes for this method on DYNAP-SE1, for comparison.
+    pub design_brief: String,
+}
+
+/// What the design brief quotes (shared/reference/paper.md §9: attributed to the paper by third
+/// parties, not found in its code, not verified).
+pub const DESIGN_BRIEF_POWER: &str = "7.6 µW dynamic, 30 µW static (the design brief's figures \
+    for this method on DYNAP-SE1; not found in the paper's code and not verified)";
+
+/// The post-hoc mapped dense network beside a hardware-trained one (`DIR/plain/`'s network,
+/// mapped with the greedy policy, re-simulated on the same chip draws).
+#[derive(Clone, Debug, Serialize)]
+pub struct DenseComparison {
+    pub network: String,
+    pub cores_used: usize,
+    pub chips_used: usize,
+    pub connections: usize,
+    pub max_fan_in: u32,
+    /// Neurons per fan-in bin of 8 CAM entries (0-7, 8-15, ...).
+    pub fan_in_histogram: Vec<usize>,
+    pub pruned_weight_fraction: f64,
+    pub relative_error_w_fast: f64,
+    pub relative_error_w_slow: f64,
+    pub levels: Vec<LevelSummary>,
+    pub estimated_power_uw: f64,
 }
 
 /// Where the default energies come from (also written into the report).
@@ -108,7 +148,10 @@ fn widen(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(x as f64)
 }
 
-fn map_options(cfg: &Config) -> MapOptions {
+/// The mapper's options from `[export]`; a network trained for the chip
+/// (`training.hardware`) is mapped with the policy it was trained under, so that the export
+/// reproduces it.
+pub fn map_options(cfg: &Config) -> MapOptions {
     let x = &cfg.export;
     MapOptions {
         cam_budget: x.cam_budget,
@@ -119,6 +162,11 @@ fn map_options(cfg: &Config) -> MapOptions {
         max_unit_current_a: x.max_unit_current_pa * 1e-12,
         mem_gain: x.mem_gain,
         syn_gain: x.syn_gain,
+        policy: if cfg.training.hardware.enabled() {
+            crate::export::dynapse1::map::FanInPolicy::Reserved
+        } else {
+            crate::export::dynapse1::map::FanInPolicy::Greedy
+        },
     }
 }
 
@@ -178,6 +226,90 @@ fn provenance(doc: &mut Doc, cfg: &Config, run: &RunDir) {
 }
 
 /// Median of per-chip power estimates of `net` under `level`.
+/// One progress line of the re-simulation: `name`'s figures at level `l`.
+fn level_line(name: &str, l: &Level, s: &LevelSummary) -> String {
+    format!(
+        "{name} {}: accuracy {:.3} [{:.3}, {:.3}], recalibrated {:.3}, rate {:.1} Hz",
+        l.label,
+        s.accuracy.median,
+        s.accuracy.q25,
+        s.accuracy.q75,
+        s.accuracy_recalibrated.median,
+        s.mean_rate_hz.median
+    )
+}
+
+/// Neurons per fan-in bin of 8 CAM entries.
+fn fan_in_histogram(doc: &Doc, n: usize) -> Vec<usize> {
+    let cams = super::deploy::cams_per_target(doc, n);
+    let most = cams.iter().copied().max().unwrap_or(0) as usize;
+    let mut h = vec![0usize; most / 8 + 1];
+    for c in cams {
+        h[c as usize / 8] += 1;
+    }
+    h
+}
+
+/// Under hardware-aware training, `DIR/plain/`'s dense network mapped post hoc (the greedy
+/// policy) and re-simulated on the same chips; `None` without hardware training or without
+/// that network.
+#[allow(clippy::too_many_arguments)]
+fn dense_comparison(
+    cfg: &Config,
+    run: &RunDir,
+    engine: &dyn crate::engine::Engine,
+    task: &dyn crate::tasks::Task,
+    data: &Prepared,
+    spec: &StudySpec,
+    levels: &[Level; 2],
+    model: &EnergyModel,
+) -> Result<Option<DenseComparison>, Error> {
+    let path = run
+        .root
+        .join("plain")
+        .join("snn")
+        .join("network.safetensors");
+    if !cfg.training.hardware.enabled() || !path.is_file() {
+        return Ok(None);
+    }
+    let net = crate::snn::Network::load(&path)?;
+    let opts = MapOptions {
+        policy: super::map::FanInPolicy::Greedy,
+        ..map_options(cfg)
+    };
+    let mapped = map_network(&net, &opts).map_err(|e| {
+        Error::Other(format!(
+            "{}: cannot map onto DYNAP-SE1: {e}",
+            path.display()
+        ))
+    })?;
+    let deployed = deployed_network(&net, &mapped.doc);
+    let mut sums = Vec::new();
+    for l in levels {
+        let (_, s) = evaluate_level(engine, &deployed, "dense", task, data, l, spec, &|_| {})?;
+        eprintln!("{}", level_line("dense (post-hoc mapped)", l, &s));
+        sums.push(s);
+    }
+    let cams = cams_per_source(&mapped.doc, net.n);
+    let (per_chip, _, _) = power_of(engine, &deployed, &levels[1], data, spec, &cams, model)?;
+    let r = &mapped.report;
+    let chips: std::collections::BTreeSet<u32> =
+        mapped.doc.neurons.iter().map(|p| p.chip).collect();
+    Ok(Some(DenseComparison {
+        network: path.display().to_string(),
+        cores_used: r.cores_used,
+        chips_used: chips.len(),
+        connections: r.connections,
+        max_fan_in: r.max_fan_in,
+        fan_in_histogram: fan_in_histogram(&mapped.doc, net.n),
+        pruned_weight_fraction: r.pruned_weight_fraction,
+        relative_error_w_fast: r.rel_error_fast,
+        relative_error_w_slow: r.rel_error_slow,
+        levels: sums,
+        estimated_power_uw: median(&per_chip.iter().map(|p| p.total_uw).collect::<Vec<_>>()),
+    }))
+}
+
 fn power_of(
     engine: &dyn crate::engine::Engine,
     net: &crate::snn::Network,
@@ -317,15 +449,7 @@ pub fn export(
                 &spec,
                 &tick,
             )?;
-            let line = format!(
-                "{name} {}: accuracy {:.3} [{:.3}, {:.3}], recalibrated {:.3}, rate {:.1} Hz",
-                l.label,
-                s.accuracy.median,
-                s.accuracy.q25,
-                s.accuracy.q75,
-                s.accuracy_recalibrated.median,
-                s.mean_rate_hz.median
-            );
+            let line = level_line(name, l, &s);
             if show_progress {
                 pb.println(line);
             } else {
@@ -353,6 +477,18 @@ pub fn export(
     )?;
     let col =
         |f: &dyn Fn(&PowerEstimate) -> f64| median(&per_chip.iter().map(f).collect::<Vec<_>>());
+    let inference_s =
+        data.test.first().map_or(0, |t| t.steps) as f64 * widen(net.params.dt_ms) * 1e-3;
+    let dense = dense_comparison(
+        cfg,
+        run,
+        engine.as_ref(),
+        task.as_ref(),
+        &data,
+        &spec,
+        &levels,
+        &model,
+    )?;
     let find = |net: &str, kind: &str| sums.iter().find(|s| s.network == net && s.kind == kind);
     let (ff, fd, nf, nd) = (
         find("float", "dynap_mismatch"),
@@ -378,6 +514,7 @@ pub fn export(
         inputs_used: rep.inputs_used,
         connections: rep.connections,
         max_fan_in: rep.max_fan_in,
+        fan_in_histogram: fan_in_histogram(&doc, net.n),
         cam_budget: cfg.export.cam_budget,
         pruned_weight_fraction: rep.pruned_weight_fraction,
         relative_error_w_fast: rep.rel_error_fast,
@@ -400,6 +537,11 @@ pub fn export(
             instances: p_inst,
             trials: p_trials,
             assumption: ENERGY_NOTE.into(),
+            dynamic_uw: col(&|p| p.total_uw) - model.static_power_uw,
+            static_uw: model.static_power_uw,
+            inference_s,
+            energy_per_inference_uj: col(&|p| p.total_uw) * inference_s,
+            design_brief: DESIGN_BRIEF_POWER.into(),
         },
         mismatch: cfg.export.mismatch,
         instances: spec.instances,
@@ -411,11 +553,13 @@ pub fn export(
             input_max_count: cfg.export.input_max_count,
             unit_quantile: widen(cfg.export.unit_quantile),
             fast_cams: cfg.export.fast_cams,
+            reserved: cfg.training.hardware.enabled(),
         },
         levels: sums.clone(),
         backend: engine.name(),
         seconds: t0.elapsed().as_secs_f64(),
         notes,
+        dense,
     };
 
     let target = run.root.join(DIR_NAME);
@@ -512,15 +656,24 @@ pub fn markdown(r: &ExportReport, rep: &MapReport) -> String {
         r.neurons_used, r.cores_used, r.chips_used, r.inputs_used, r.connections, r.max_fan_in, r.cam_budget
     ));
     s.push_str("## What the mapping gave up\n\n");
+    let order = if r.policy.reserved {
+        format!(
+            "inputs first, then W_fast within {} CAMs, then W_slow, each by decreasing |w|, within {} \
+             CAMs per neuron (the policy the network was trained under; AMPA and GABA_A units tied)",
+            r.policy.fast_cams, r.policy.cam_budget
+        )
+    } else {
+        format!(
+            "W_fast first within {} CAMs, then the largest |w| within {} CAMs per neuron",
+            r.policy.fast_cams, r.policy.cam_budget
+        )
+    };
     s.push_str(&format!(
         "Policy: unit weight = {}-quantile of |w| / {} per (core, synapse type), inputs up to {} entries \
-         through their encoding scale; W_fast first within {} CAMs, then the largest |w| within {} CAMs \
-         per neuron.\n\n",
+         through their encoding scale; {order}.\n\n",
         r.policy.unit_quantile,
         r.policy.max_count,
         r.policy.input_max_count,
-        r.policy.fast_cams,
-        r.policy.cam_budget
     ));
     s.push_str("| Quantity | Value |\n|---|---|\n");
     s.push_str(&format!(
@@ -589,6 +742,116 @@ pub fn markdown(r: &ExportReport, rep: &MapReport) -> String {
         r.power.model.static_power_uw,
         r.power.assumption
     ));
+    s.push_str(&format!(
+        "\nDynamic {:.1} µW and static {:.1} µW (µJ per task second); one inference ({:.2} s of \
+         input) costs {:.1} µJ. For comparison: {}.\n",
+        r.power.dynamic_uw,
+        r.power.static_uw,
+        r.power.inference_s,
+        r.power.energy_per_inference_uj,
+        r.power.design_brief
+    ));
+    if let Some(d) = &r.dense {
+        let lvl = |levels: &[LevelSummary], kind: &str, f: &dyn Fn(&LevelSummary) -> String| {
+            levels.iter().find(|l| l.kind == kind).map_or("-".into(), f)
+        };
+        let own: Vec<LevelSummary> = r
+            .levels
+            .iter()
+            .filter(|l| l.network == "deployed")
+            .cloned()
+            .collect();
+        let raw = |l: &LevelSummary| {
+            format!(
+                "{:.3} [{:.3}, {:.3}]",
+                l.accuracy.median, l.accuracy.q25, l.accuracy.q75
+            )
+        };
+        let recal = |l: &LevelSummary| format!("{:.3}", l.accuracy_recalibrated.median);
+        let rate = |l: &LevelSummary| format!("{:.1}", l.mean_rate_hz.median);
+        let hist = |h: &[usize]| {
+            h.iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| {
+                    let (lo, hi) = (8 * i as u32, (8 * i as u32 + 7).min(r.cam_budget));
+                    if lo >= hi {
+                        format!("{lo}: {c}")
+                    } else {
+                        format!("{lo}-{hi}: {c}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str("\n## Hardware-trained beside the post-hoc mapped dense network\n\n");
+        s.push_str(&format!(
+            "The dense network is `{}` (the plain recipe), mapped with the greedy post-hoc policy; \
+             both re-simulated on the same chip draws.\n\n",
+            d.network
+        ));
+        s.push_str("| | hardware-trained | dense, mapped post hoc |\n|---|---|---|\n");
+        let mut rows: Vec<(&str, String, String)> = vec![
+            (
+                "cores / chips used",
+                format!("{} / {}", r.cores_used, r.chips_used),
+                format!("{} / {}", d.cores_used, d.chips_used),
+            ),
+            (
+                "connections",
+                r.connections.to_string(),
+                d.connections.to_string(),
+            ),
+            (
+                "max fan-in (CAM entries)",
+                r.max_fan_in.to_string(),
+                d.max_fan_in.to_string(),
+            ),
+            (
+                "fan-in histogram (entries: neurons)",
+                hist(&r.fan_in_histogram),
+                hist(&d.fan_in_histogram),
+            ),
+            (
+                "trained \\|w\\| mass dropped",
+                format!("{:.1} %", 100.0 * r.pruned_weight_fraction),
+                format!("{:.1} %", 100.0 * d.pruned_weight_fraction),
+            ),
+            (
+                "relative error W_fast / W_slow",
+                format!(
+                    "{:.3} / {:.3}",
+                    r.relative_error_w_fast, r.relative_error_w_slow
+                ),
+                format!(
+                    "{:.3} / {:.3}",
+                    d.relative_error_w_fast, d.relative_error_w_slow
+                ),
+            ),
+        ];
+        type Cell<'a> = &'a dyn Fn(&LevelSummary) -> String;
+        let per_level: [(&str, &str, Cell); 4] = [
+            ("accuracy, nominal chip", "none", &raw),
+            ("accuracy, DYNAP-like mismatch", "dynap_mismatch", &raw),
+            (
+                "recalibrated, DYNAP-like mismatch",
+                "dynap_mismatch",
+                &recal,
+            ),
+            ("rate under mismatch (Hz)", "dynap_mismatch", &rate),
+        ];
+        for (name, kind, f) in per_level {
+            rows.push((name, lvl(&own, kind, f), lvl(&d.levels, kind, f)));
+        }
+        rows.push((
+            "power (µW)",
+            format!("{:.1}", r.estimated_power_uw),
+            format!("{:.1}", d.estimated_power_uw),
+        ));
+        for (k, a, b) in rows {
+            s.push_str(&format!("| {k} | {a} | {b} |\n"));
+        }
+    }
     if !r.notes.is_empty() {
         s.push_str("\n## Notes\n\n");
         for n in &r.notes {
