@@ -429,24 +429,34 @@ fn hardware_aware_training_stays_on_the_chip() {
         ..MapOptions::default()
     };
     let make = |seed: u64| network(&teacher, &params, seed);
-    let nets = train_networks(
-        &make,
-        &teacher,
-        &task,
-        &cfg,
-        4,
-        &TrainOptions {
-            chip: Some((
-                std::sync::Arc::new(robust_snn::export::dynapse1::onchip::Dynapse1Chip::new(
-                    opts.clone(),
+    let dir = tempfile::tempdir().unwrap();
+    let train = |resume: bool| {
+        train_networks(
+            &make,
+            &teacher,
+            &task,
+            &cfg,
+            4,
+            &TrainOptions {
+                checkpoint: Some(dir.path()),
+                resume,
+                chip: Some((
+                    std::sync::Arc::new(robust_snn::export::dynapse1::onchip::Dynapse1Chip::new(
+                        opts.clone(),
+                    )),
+                    None,
                 )),
-                None,
-            )),
-            ..TrainOptions::default()
-        },
-    )
-    .unwrap();
+                ..TrainOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let nets = train(false);
     let t = &nets[0];
+    // the checkpoint keeps the fixed mask, and a resumed run restores it
+    let resumed = train(true);
+    assert_eq!(resumed[0].w_slow_mask, t.w_slow_mask);
+    assert_eq!(resumed[0].net.w_slow, t.net.w_slow);
     assert!(t.max_fan_in.unwrap() <= 30, "{:?}", t.max_fan_in);
     let mask = t.w_slow_mask.as_ref().expect("the mask was fixed");
     let n = t.net.n;
