@@ -368,13 +368,35 @@ fn a_training_run_on_the_gpu_follows_the_cpu_run_over_epochs() {
         qat_bits: 4,
         ..robust.clone()
     };
-    for (what, cfg) in [
-        ("plain", plain),
-        ("ensemble", robust),
-        ("ensemble + QAT", robust_qat),
+    // hardware-aware: the chips run the DYNAP-SE1 network the exporter writes
+    let hardware = TrainingConfig {
+        hardware: robust_snn::config::HardwareTraining {
+            target: robust_snn::config::HardwareTarget::Dynapse1,
+            mask_after: 0.5,
+            dynap_mismatch: true,
+        },
+        ..robust.clone()
+    };
+    let dynapse1: Arc<dyn robust_snn::learn::hardware::ChipModel> =
+        Arc::new(robust_snn::export::dynapse1::onchip::Dynapse1Chip::new(
+            robust_snn::export::dynapse1::map::MapOptions {
+                input_max_count: 8,
+                ..Default::default()
+            },
+        ));
+    let dynap_cv = robust_snn::config::DynapMismatch::default().cv();
+    for (what, cfg, chip) in [
+        ("plain", plain, None),
+        ("ensemble", robust, None),
+        ("ensemble + QAT", robust_qat, None),
+        (
+            "ensemble, hardware-aware",
+            hardware,
+            Some((dynapse1, Some(dynap_cv))),
+        ),
     ] {
         eprintln!("-- {what}");
-        follows_the_cpu_run(&ctx, &teacher, &task, &params, &cfg);
+        follows_the_cpu_run(&ctx, &teacher, &task, &params, &cfg, chip);
     }
 }
 
@@ -384,6 +406,10 @@ fn follows_the_cpu_run(
     task: &robust_snn::tasks::xor::XorTask,
     params: &SnnParams,
     cfg: &robust_snn::config::TrainingConfig,
+    chip: Option<(
+        Arc<dyn robust_snn::learn::hardware::ChipModel>,
+        Option<robust_snn::chip::MismatchCv>,
+    )>,
 ) {
     use robust_snn::learn::trainer::{TrainOptions, train_networks};
     let make = |seed: u64| {
@@ -409,7 +435,7 @@ fn follows_the_cpu_run(
                 resume: false,
                 show_progress: false,
                 gpu,
-                chip: None,
+                chip: chip.clone(),
             },
         )
         .unwrap()

@@ -455,7 +455,13 @@ impl Rule {
     /// Hardware-aware training's QAT state.
     fn chip_qat(&mut self) -> Option<&mut Qat> {
         match self {
-            Rule::CpuQat(q) | Rule::CpuEnsemble(_, _, Some(q)) if q.chip.is_some() => Some(q),
+            Rule::CpuQat(q)
+            | Rule::CpuEnsemble(_, _, Some(q))
+            | Rule::GpuEnsemble(_, _, _, Some(q))
+                if q.chip.is_some() =>
+            {
+                Some(q)
+            }
             _ => None,
         }
     }
@@ -612,8 +618,7 @@ pub fn train_networks(
             }
         }
         eprintln!(
-            "training: hardware-aware training ({}; W_slow connections fixed after trial {}) on \
-             the CPU trainer",
+            "training: hardware-aware training ({}; W_slow connections fixed after trial {})",
             chip_opts.map_or(String::new(), |m| m.describe()),
             c.fix_at
         );
@@ -624,26 +629,25 @@ pub fn train_networks(
     {
         robust.cv_shape = *cv;
     }
-    let chip = qat.as_ref().is_some_and(|q| q.chip.is_some());
-    let gpu = if chip { None } else { opts.gpu.as_ref() };
-    if chip && opts.gpu.is_some() {
-        eprintln!(
-            "training: hardware-aware training runs on the CPU trainers (the GPU trainers do not \
-             rebuild the chip's network); the other stages use the GPU"
-        );
-    }
-    let mut rule = match (gpu, cfg.robust.instances > 0, qat) {
-        (Some(ctx), true, qat) => {
+    let mut rule = match (opts.gpu.as_ref(), cfg.robust.instances > 0, qat) {
+        (Some(ctx), true, mut qat) => {
             let shadow = qat.as_ref().is_some_and(|q| q.w_slow);
+            // the device holds the fixed matrices the chips run: under hardware-aware training
+            // the chip's (its sparse W_fast and integer-count inputs), else the network's
+            let base: Vec<Network> = match qat.as_mut() {
+                Some(q) if q.chip.is_some() => q.chip_running(&nets, 0)?,
+                _ => nets.clone(),
+            };
             let trs = nets
                 .iter()
-                .map(|net| {
+                .zip(&base)
+                .map(|(net, base)| {
                     if shadow {
-                        // the fixed matrices are on their grids (qat_start); the first trial
-                        // quantises W_slow from the shadow
+                        // the fixed matrices are on their grids (qat_start, or the chip's); the
+                        // first trial quantises W_slow from the shadow
                         GpuEnsembleTrainer::with_shadow(
                             ctx.clone(),
-                            net,
+                            base,
                             &net.w_slow,
                             cfg.robust.instances,
                         )
@@ -669,9 +673,9 @@ pub fn train_networks(
         (gpu, false, Some(q)) => {
             if gpu.is_some() {
                 eprintln!(
-                    "training: quantisation-aware training of one network runs on the CPU \
-                     trainer (the GPU trainers implement the plain and the mismatch-ensemble \
-                     rule); the other stages use the GPU"
+                    "training: quantisation-aware (or hardware-aware) training of one network runs \
+                     on the CPU trainer (the GPU trainers implement the plain and the \
+                     mismatch-ensemble rule); the other stages use the GPU"
                 );
             }
             Rule::CpuQat(q)
