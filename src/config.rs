@@ -1038,6 +1038,10 @@ mod shipped_configs {
                 ..HardwareTraining::default()
             };
             want.export.input_max_count = 8;
+            if want.task.kind == TaskKind::Ecg {
+                // the chip's ECG network needs the tighter rate guard (README, DYNAP-SE1 export)
+                want.training.robust.max_rate_hz = 20.0;
+            }
             assert_eq!(chip, want);
             // its comparison network is the plain dense one
             assert!(!chip.training.plain_recipe().hardware.enabled());
