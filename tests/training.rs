@@ -411,7 +411,6 @@ fn quantisation_aware_ensemble_training_keeps_the_grid_and_equals_ensemble_train
 #[test]
 fn hardware_aware_training_stays_on_the_chip() {
     use robust_snn::config::{HardwareTarget, HardwareTraining};
-    use robust_snn::export::dynapse1::doc::Source;
     use robust_snn::export::dynapse1::map::{FanInPolicy, MapOptions, map_network};
     let (teacher, task, params, mut cfg) = small_setup();
     cfg.epochs = 3;
@@ -471,34 +470,17 @@ fn hardware_aware_training_stays_on_the_chip() {
     // the exporter maps the kept network onto itself
     let mapped = map_network(&t.net, &opts).unwrap();
     assert_eq!(mapped.report.pruned_weight_fraction, 0.0);
-    let units: std::collections::BTreeMap<(u32, u32, u32), f64> = mapped
-        .doc
-        .quantisation
-        .unit_weights
-        .iter()
-        .map(|u| ((u.chip, u.core, u.syn_type), u.unit))
-        .collect();
-    let place: std::collections::BTreeMap<u32, (usize, u32, u32)> = mapped
-        .doc
-        .neurons
-        .iter()
-        .map(|p| (p.global_id, (p.index as usize, p.chip, p.core)))
-        .collect();
+    // rebuilt here from the document's counts x units x signs
+    let [wf, ws, _] = common::rebuild(&mapped.doc, &common::doc_conns(&mapped.doc), n, 2);
     let mut cams = vec![0u32; n];
-    let (mut wf, mut ws) = (vec![0f64; n * n], vec![0f64; n * n]);
     for c in &mapped.doc.connections {
-        let (post, chip, core) = place[&c.post];
-        cams[post] += c.count;
-        let sign = if c.syn_type >= 2 { 1.0 } else { -1.0 };
-        let w = sign * c.count as f64 * units[&(chip, core, c.syn_type)];
-        if let Source::Neuron(g) = c.pre {
-            let pre = place[&g].0;
-            if c.syn_type % 2 == 1 {
-                wf[pre * n + post] += w;
-            } else {
-                ws[pre * n + post] += w;
-            }
-        }
+        let post = mapped
+            .doc
+            .neurons
+            .iter()
+            .find(|p| p.global_id == c.post)
+            .unwrap();
+        cams[post.index as usize] += c.count;
     }
     assert!(cams.iter().all(|&x| x <= 30));
     let close = |a: f64, b: f32| (a - b as f64).abs() <= 1e-6 * (b as f64).abs().max(1e-9);

@@ -593,7 +593,7 @@ pub fn train_networks(
     // not) on the GPU ensemble trainer; QAT alone runs on the CPU trainer (it trains one
     // network per trial: the CPU is the faster place), with a notice.
     let total_trials = cfg.epochs * cfg.samples_per_epoch;
-    let chip_opts = match (&opts.chip, cfg.hardware.enabled()) {
+    let chip_model = match (&opts.chip, cfg.hardware.enabled()) {
         (Some((o, _)), true) => Some(o),
         (None, true) => {
             return Err(other(
@@ -603,7 +603,7 @@ pub fn train_networks(
         _ => None,
     };
     let mut qat =
-        (cfg.qat_bits > 0 || chip_opts.is_some()).then(|| Qat::new(cfg, &nets, chip_opts));
+        (cfg.qat_bits > 0 || chip_model.is_some()).then(|| Qat::new(cfg, &nets, chip_model));
     if let Some(c) = qat.as_mut().and_then(|q| q.chip.as_mut()) {
         for (oc, m) in c.chips.iter_mut().zip(&run.masks) {
             if let Some(m) = m {
@@ -619,7 +619,7 @@ pub fn train_networks(
         }
         eprintln!(
             "training: hardware-aware training ({}; W_slow connections fixed after trial {})",
-            chip_opts.map_or(String::new(), |m| m.describe()),
+            chip_model.map_or(String::new(), |m| m.describe()),
             c.fix_at
         );
     }

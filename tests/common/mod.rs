@@ -3,6 +3,9 @@
 // Each test crate compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
+use robust_snn::export::dynapse1::doc::{Doc, Source};
 use robust_snn::tasks::xor::{XorParams, XorTask};
 use robust_snn::teacher::weights::{TeacherInit, TeacherWeights};
 
@@ -31,4 +34,76 @@ pub fn xor_task(duration_ms: usize, seed: u64) -> XorTask {
         },
         seed,
     )
+}
+
+/// Sign of a DYNAP-SE1 synapse type code: NMDA (2) and AMPA (3) excite, GABA_B (0) and GABA_A
+/// (1) inhibit.
+pub fn sign(code: u32) -> f64 {
+    if code == 2 || code == 3 { 1.0 } else { -1.0 }
+}
+
+/// One connection as a file states it: source (a neuron's (chip, core, neuron), or an input's
+/// (target chip, tag core, tag neuron)), whether the source is an input, target, type, count.
+pub type FileConn = ((u32, u32, u32), bool, (u32, u32, u32), u32, u32);
+
+/// The document's connections as [`FileConn`]s.
+pub fn doc_conns(doc: &Doc) -> Vec<FileConn> {
+    doc.connections
+        .iter()
+        .map(|con| {
+            let addr = |g: u32| {
+                let q = doc.neurons.iter().find(|q| q.global_id == g).unwrap();
+                (q.chip, q.core, q.neuron)
+            };
+            let (pre, is_input) = match con.pre {
+                Source::Neuron(g) => (addr(g), false),
+                Source::Input(j) => {
+                    let i = &doc.inputs[j as usize];
+                    ((i.target_chip, i.tag_core, i.tag_neuron), true)
+                }
+            };
+            (pre, is_input, addr(con.post), con.syn_type, con.count)
+        })
+        .collect()
+}
+
+/// W_fast, W_slow (N x N `[pre][post]`) and the rectified input projection (N x C) rebuilt here
+/// from `conns` with the document's placement, input list and unit weights:
+/// sign(type) x count x unit (x the input's scale).
+pub fn rebuild(doc: &Doc, conns: &[FileConn], n: usize, c: usize) -> [Vec<f64>; 3] {
+    let units: BTreeMap<(u32, u32, u32), f64> = doc
+        .quantisation
+        .unit_weights
+        .iter()
+        .map(|u| ((u.chip, u.core, u.syn_type), u.unit))
+        .collect();
+    let model: BTreeMap<(u32, u32, u32), usize> = doc
+        .neurons
+        .iter()
+        .map(|p| ((p.chip, p.core, p.neuron), p.index as usize))
+        .collect();
+    let input: BTreeMap<(u32, u32, u32), (usize, f64)> = doc
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                (i.target_chip, i.tag_core, i.tag_neuron),
+                (i.channel as usize, i.scale),
+            )
+        })
+        .collect();
+    let (mut wf, mut ws, mut wi) = (vec![0f64; n * n], vec![0f64; n * n], vec![0f64; n * c]);
+    for &(pre, is_input, post_addr, ty, count) in conns {
+        let post = model[&post_addr];
+        let w = sign(ty) * count as f64 * units[&(post_addr.0, post_addr.1, ty)];
+        if is_input {
+            let (ch, scale) = input[&pre];
+            wi[post * c + ch] += scale * w;
+        } else if ty == 1 || ty == 3 {
+            wf[model[&pre] * n + post] += w;
+        } else {
+            ws[model[&pre] * n + post] += w;
+        }
+    }
+    [wf, ws, wi]
 }
