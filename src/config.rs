@@ -181,6 +181,9 @@ impl Default for TeacherConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingConfig {
+    /// How the spiking network is trained: "ads" (Network ADS and its local rule, everything
+    /// below), or one of the baselines "bptt", "force", "reservoir" (their own sections).
+    pub method: crate::snn::Method,
     pub epochs: usize,
     /// Fresh training trials per epoch (batch size 1, as in the reference).
     pub samples_per_epoch: usize,
@@ -211,6 +214,137 @@ pub struct TrainingConfig {
     pub plain: PlainComparison,
     /// Hardware-aware training (`[training.hardware]`).
     pub hardware: HardwareTraining,
+    /// The BPTT-trained LIF baseline (`[training.bptt]`).
+    pub bptt: BpttConfig,
+    /// The FORCE baseline (`[training.force]`).
+    pub force: ForceConfig,
+    /// The reservoir baseline (`[training.reservoir]`).
+    pub reservoir: ReservoirConfig,
+}
+
+/// BPTT-trained LIF network (docs/design.md §2, "Baselines"): input layer, recurrent layer and
+/// exponential-synapse readout trained end to end on the task target with a surrogate gradient.
+/// The neurons are `[snn]`'s (tau_mem, tau_slow as the synapse, tau_out as the readout filter,
+/// V_th, V_rest, V_reset, bias), without fast synapses or adaptation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BpttConfig {
+    /// Neurons of the input layer (the first ones of the population): only they receive the
+    /// input, they project to the recurrent layer and have no recurrent input; 0 = the input
+    /// drives the recurrent layer directly.
+    pub input_neurons: usize,
+    pub epochs: usize,
+    /// Adam steps per epoch, each on `batch_size` fresh trials.
+    pub batches_per_epoch: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Per-tensor gradient norm clip (0 = off).
+    pub grad_clip: f32,
+    /// The surrogate: dS/dV = damping slope sigma'(slope (V - V_th)) (sigma the logistic).
+    pub surrogate_slope: f32,
+    pub surrogate_damping: f32,
+    /// L2 penalty (mean square) on the input, recurrent and readout weights.
+    pub l2: f32,
+    /// Penalty on (rate - rate_target_hz)² in Hz², averaged over neurons (0 = off).
+    pub rate_penalty: f32,
+    pub rate_target_hz: f32,
+    /// Initial weight scale: input N(0, input_scale²), recurrent N(0, rec_scale² / N_rec).
+    pub input_scale: f32,
+    pub rec_scale: f32,
+}
+
+impl Default for BpttConfig {
+    fn default() -> Self {
+        Self {
+            input_neurons: 32,
+            epochs: 20,
+            batches_per_epoch: 10,
+            batch_size: 16,
+            learning_rate: 5e-3,
+            grad_clip: 1.0,
+            surrogate_slope: 10.0,
+            surrogate_damping: 0.1,
+            l2: 1e-5,
+            rate_penalty: 1e-5,
+            rate_target_hz: 20.0,
+            input_scale: 2.0,
+            rec_scale: 0.1,
+        }
+    }
+}
+
+/// FORCE (Nicola and Clopath 2017; paper §6): an LIF network with a fixed sparse random
+/// recurrence Ω and a fixed random feedback E learns a decoder φ with recursive least squares so
+/// that x~ = φᵀ r follows the teacher's state while E x~ is fed back; for evaluation the feedback
+/// is folded into the recurrent weights, W = Ω + φ Eᵀ. The input is the teacher's W_in c through
+/// the same encoder as Network ADS.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForceConfig {
+    pub epochs: usize,
+    pub samples_per_epoch: usize,
+    /// Connection probability of Ω.
+    pub p: f32,
+    /// Gain G of Ω: entries G z / sqrt(N p), z ~ N(0, 1), each row's mean removed.
+    pub gain: f32,
+    /// Feedback strength Q: E ~ Q U(-1, 1).
+    pub feedback: f32,
+    /// RLS regulariser: P starts as I / alpha.
+    pub alpha: f32,
+    /// Steps between RLS updates.
+    pub update_every: usize,
+    /// Constant bias current of the FORCE neurons (replaces `snn.bias`): keeps them firing.
+    pub bias: f32,
+}
+
+impl Default for ForceConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            samples_per_epoch: 100,
+            p: 0.1,
+            gain: 0.05,
+            feedback: 3.0,
+            alpha: 1.0,
+            update_every: 2,
+            bias: 0.5,
+        }
+    }
+}
+
+/// Liquid state machine (paper §6): a fixed sparse random recurrent LIF network; a ridge
+/// regression fits the readout of its filtered spike trains to the task target.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReservoirConfig {
+    /// Training trials the readout is fitted on.
+    pub train_trials: usize,
+    /// Connection probability of the recurrence.
+    pub p: f32,
+    /// Gain of the recurrence: entries gain z / sqrt(N p), each row's mean removed.
+    pub gain: f32,
+    /// Connection probability of the input projection.
+    pub input_p: f32,
+    /// Input weights input_gain z, z ~ N(0, 1).
+    pub input_gain: f32,
+    /// Ridge penalty relative to the mean diagonal of the feature covariance.
+    pub ridge: f64,
+    /// Constant bias current of the reservoir neurons (replaces `snn.bias`).
+    pub bias: f32,
+}
+
+impl Default for ReservoirConfig {
+    fn default() -> Self {
+        Self {
+            train_trials: 500,
+            p: 0.1,
+            gain: 0.11,
+            input_p: 0.5,
+            input_gain: 1.5,
+            ridge: 1e-4,
+            bias: 0.3,
+        }
+    }
 }
 
 /// The chip a network is trained for.
@@ -371,6 +505,10 @@ impl Default for TrainingConfig {
             robust: RobustTraining::default(),
             plain: PlainComparison::default(),
             hardware: HardwareTraining::default(),
+            method: crate::snn::Method::Ads,
+            bptt: BpttConfig::default(),
+            force: ForceConfig::default(),
+            reservoir: ReservoirConfig::default(),
         }
     }
 }
@@ -667,6 +805,93 @@ impl Config {
                 "training.hardware.target = \"dynapse1\" quantises to the chip's counts itself; \
                  set training.qat_bits = 0 (got {})",
                 r.qat_bits
+            ));
+        }
+        let b = &r.bptt;
+        for (key, v) in [
+            ("training.bptt.epochs", b.epochs as f64),
+            (
+                "training.bptt.batches_per_epoch",
+                b.batches_per_epoch as f64,
+            ),
+            ("training.bptt.batch_size", b.batch_size as f64),
+            ("training.bptt.learning_rate", b.learning_rate),
+            ("training.bptt.surrogate_slope", b.surrogate_slope as f64),
+            (
+                "training.bptt.surrogate_damping",
+                b.surrogate_damping as f64,
+            ),
+            ("training.bptt.input_scale", b.input_scale as f64),
+        ] {
+            positive(&mut p, key, v);
+        }
+        for (key, v) in [
+            ("training.bptt.grad_clip", b.grad_clip),
+            ("training.bptt.l2", b.l2),
+            ("training.bptt.rate_penalty", b.rate_penalty),
+            ("training.bptt.rate_target_hz", b.rate_target_hz),
+            ("training.bptt.rec_scale", b.rec_scale),
+        ] {
+            non_negative(&mut p, key, v as f64);
+        }
+        // only a BPTT network has an input layer; other methods ignore the key
+        if r.method == crate::snn::Method::Bptt && b.input_neurons >= self.snn.n {
+            p.push(format!(
+                "training.bptt.input_neurons ({}) must be smaller than snn.n ({}): the rest is the recurrent layer",
+                b.input_neurons, self.snn.n
+            ));
+        }
+        let f = &r.force;
+        for (key, v) in [
+            ("training.force.epochs", f.epochs as f64),
+            (
+                "training.force.samples_per_epoch",
+                f.samples_per_epoch as f64,
+            ),
+            ("training.force.alpha", f.alpha as f64),
+            ("training.force.update_every", f.update_every as f64),
+        ] {
+            positive(&mut p, key, v);
+        }
+        for (key, v) in [
+            ("training.force.gain", f.gain),
+            ("training.force.feedback", f.feedback),
+        ] {
+            non_negative(&mut p, key, v as f64);
+        }
+        if !f.bias.is_finite() {
+            p.push(format!(
+                "training.force.bias must be finite, got {}",
+                f.bias
+            ));
+        }
+        in_unit(&mut p, "training.force.p", f.p as f64);
+        let v = &r.reservoir;
+        positive(
+            &mut p,
+            "training.reservoir.train_trials",
+            v.train_trials as f64,
+        );
+        positive(&mut p, "training.reservoir.ridge", v.ridge);
+        for (key, x) in [
+            ("training.reservoir.gain", v.gain),
+            ("training.reservoir.input_gain", v.input_gain),
+        ] {
+            non_negative(&mut p, key, x as f64);
+        }
+        if !v.bias.is_finite() {
+            p.push(format!(
+                "training.reservoir.bias must be finite, got {}",
+                v.bias
+            ));
+        }
+        in_unit(&mut p, "training.reservoir.p", v.p as f64);
+        in_unit(&mut p, "training.reservoir.input_p", v.input_p as f64);
+        if r.method != crate::snn::Method::Ads && (r.hardware.enabled() || r.qat_bits > 0) {
+            p.push(format!(
+                "training.method = \"{}\": hardware-aware training and QAT are Network ADS recipes; \
+                 set training.method = \"ads\" or turn them off",
+                r.method
             ));
         }
         positive(&mut p, "training.plain.epochs", r.plain.epochs as f64);

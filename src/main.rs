@@ -25,8 +25,9 @@ enum Command {
     Task(Common),
     /// Train the rate-RNN teacher with BPTT (burn) and write DIR/teacher/.
     Teacher(Common),
-    /// Train the spiking Network ADS on the teacher's dynamics and write DIR/snn/
-    /// (trains the teacher first when DIR/teacher/ is missing).
+    /// Train the spiking network (Network ADS on the teacher's dynamics, or a baseline with
+    /// --method bptt|force|reservoir) and write DIR/snn/ (trains the teacher first when
+    /// DIR/teacher/ is missing).
     Train(TrainArgs),
     /// Run the whole pipeline: teacher, spiking network, robustness study and report
     /// (finished stages are kept).
@@ -77,6 +78,10 @@ struct TrainArgs {
     /// validation (overrides training.networks).
     #[arg(long)]
     networks: Option<usize>,
+    /// How to train the spiking network (overrides training.method): Network ADS, or one of
+    /// the baselines it is compared with.
+    #[arg(long, value_enum)]
+    method: Option<robust_snn::snn::Method>,
 }
 
 #[derive(Args)]
@@ -197,13 +202,14 @@ fn print_teacher(m: &robust_snn::teacher::TeacherMetrics, run: &RunDir) {
 
 fn print_snn(m: &stages::SnnMetrics, run: &RunDir) {
     println!(
-        "spiking network ({}, N = {}): test accuracy {:.4} (teacher {:.4}) on {} trials, R {:.3}, {:.1} Hz, {} epochs in {:.0} s -> {}",
+        "spiking network ({}, {}, N = {}): test accuracy {:.4} (teacher {:.4}) on {} trials, R {}, {:.1} Hz, {} epochs in {:.0} s -> {}",
         m.task,
+        m.method,
         m.n,
         m.test_accuracy,
         m.teacher_test_accuracy,
         m.test_trials,
-        m.reconstruction_error,
+        stages::r_text(m.reconstruction_error),
         m.mean_rate_hz,
         m.epochs,
         m.train_seconds,
@@ -296,6 +302,9 @@ fn train_setup(a: &TrainArgs) -> anyhow::Result<(Config, backend::Resolved, RunD
     let mut cfg = a.common.load()?;
     if let Some(n) = a.networks {
         cfg = cfg.with_override("training.networks", &n.to_string(), "--networks")?;
+    }
+    if let Some(m) = a.method {
+        cfg = cfg.with_override("training.method", m.name(), "--method")?;
     }
     let resolved = backend::resolve(a.common.backend)?;
     Ok((cfg, resolved, RunDir::new(out)))

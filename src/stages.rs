@@ -96,6 +96,9 @@ pub fn done(dir: &Path) -> bool {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SnnMetrics {
     pub task: String,
+    /// How the network was trained (`training.method`).
+    #[serde(default)]
+    pub method: crate::snn::Method,
     pub seed: u64,
     pub network_seed: u64,
     pub n: usize,
@@ -103,13 +106,17 @@ pub struct SnnMetrics {
     pub use_fast: bool,
     pub test_accuracy: f64,
     pub teacher_test_accuracy: f64,
-    /// Test reconstruction error R = sum_k var(x_k - x~_k) / sum_k var(x_k), mean over trials.
-    pub reconstruction_error: f64,
+    /// Test reconstruction error R = sum_k var(x_k - x~_k) / sum_k var(x_k), mean over trials
+    /// (None for methods whose readout is the task output: BPTT, reservoir).
+    pub reconstruction_error: Option<f64>,
     pub test_mse: f64,
     pub mean_rate_hz: f64,
     pub test_trials: usize,
     pub best_epoch: usize,
-    pub best_val_r: f64,
+    /// Network ADS: the best validation R; the baselines keep the best validation accuracy.
+    pub best_val_r: Option<f64>,
+    #[serde(default)]
+    pub best_val_accuracy: Option<f64>,
     pub epochs: usize,
     pub train_seconds: f64,
     pub networks_trained: usize,
@@ -189,6 +196,9 @@ pub fn train_snn(
     write_config(cfg, run)?;
     let teacher = ensure_teacher(cfg, run, backend)?;
     let task = cfg.task();
+    if cfg.training.method != crate::snn::Method::Ads {
+        return train_baseline(cfg, run, backend, &teacher, task.as_ref());
+    }
     let make = |seed: u64| {
         crate::snn::Network::init(
             cfg.snn.clone(),
@@ -245,15 +255,20 @@ pub fn train_snn(
         network_seed: best.network_seed,
         n: best.net.n,
         nc: best.net.nc,
+        method: crate::snn::Method::Ads,
         use_fast: cfg.snn.use_fast,
         test_accuracy: test.accuracy,
         teacher_test_accuracy: test.teacher_accuracy,
-        reconstruction_error: test.reconstruction_error,
+        reconstruction_error: Some(test.reconstruction_error),
         test_mse: test.mse,
         mean_rate_hz: test.mean_rate_hz,
         test_trials: test.trials,
         best_epoch: best.best_epoch,
-        best_val_r: best.best_val_r,
+        best_val_r: Some(best.best_val_r),
+        best_val_accuracy: best
+            .history
+            .get(best.best_epoch.wrapping_sub(1))
+            .map(|h| h.val_accuracy),
         epochs: best.history.len(),
         train_seconds: nets.iter().map(|n| n.train_seconds).fold(0.0, f64::max),
         networks_trained: nets.len(),
@@ -309,6 +324,104 @@ pub fn train_snn(
     Ok(metrics)
 }
 
+/// R for a log line: its value, or "n/a" where the readout does not decode the teacher.
+pub fn r_text(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".to_string(), |r| format!("{r:.3}"))
+}
+
+/// `training.method` other than ADS: train the baseline and write `DIR/snn/` in the same
+/// layout (network, metrics, history, plots).
+fn train_baseline(
+    cfg: &Config,
+    run: &RunDir,
+    backend: &Resolved,
+    teacher: &crate::teacher::TeacherWeights,
+    task: &dyn crate::tasks::Task,
+) -> Result<SnnMetrics, Error> {
+    let device = backend
+        .burn_device()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let out = crate::baselines::train(cfg, teacher, task, &device, interactive())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let net = &out.net;
+    let test = crate::learn::trainer::evaluate(
+        net,
+        teacher,
+        task,
+        Split::Test,
+        cfg.training.test_trials,
+        cfg.seed,
+    )?;
+    let best = out.history.iter().find(|h| h.epoch == out.best_epoch);
+    let metrics = SnnMetrics {
+        task: task.name().to_string(),
+        method: net.method,
+        seed: cfg.seed,
+        network_seed: cfg.seed,
+        n: net.n,
+        nc: net.nc,
+        use_fast: false,
+        test_accuracy: test.accuracy,
+        teacher_test_accuracy: test.teacher_accuracy,
+        reconstruction_error: net.decodes_teacher().then_some(test.reconstruction_error),
+        test_mse: test.mse,
+        mean_rate_hz: test.mean_rate_hz,
+        test_trials: test.trials,
+        best_epoch: out.best_epoch,
+        best_val_r: None,
+        best_val_accuracy: best.map(|h| h.val_accuracy),
+        epochs: out.history.len(),
+        train_seconds: out.train_seconds,
+        networks_trained: 1,
+        backend: backend.label(),
+        regime: crate::learn::regime::regime(
+            net,
+            teacher,
+            task,
+            Split::Test,
+            REGIME_TRIALS.min(cfg.training.test_trials),
+            cfg.seed,
+        ),
+    };
+    let stage = StagedDir::new(&run.snn()).map_err(|e| Error::io(&run.snn(), e))?;
+    net.save(&stage.join(NETWORK_FILE))
+        .map_err(|e| Error::Other(e.to_string()))?;
+    crate::report::write_json(&stage.join("metrics.json"), &metrics)
+        .map_err(|e| Error::io(&stage.join("metrics.json"), e))?;
+    let mut csv = String::from("epoch,train_loss,val_accuracy,val_mse,mean_rate_hz,seconds\n");
+    for h in &out.history {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            h.epoch, h.train_loss, h.val_accuracy, h.val_mse, h.mean_rate_hz, h.seconds
+        ));
+    }
+    crate::report::write_atomic(&stage.join("history.csv"), csv.as_bytes())
+        .map_err(|e| Error::io(&stage.join("history.csv"), e))?;
+    std::fs::create_dir_all(stage.join("plots")).map_err(|e| Error::io(&stage.join("plots"), e))?;
+    snn_plots(&stage, net, teacher, task, &[], cfg.seed)?;
+    let e: Vec<f64> = out.history.iter().map(|h| h.epoch as f64).collect();
+    let panel = Panel {
+        title: format!("{} training: validation accuracy", net.method.label()),
+        x_label: "epoch".into(),
+        y_label: "accuracy".into(),
+        series: vec![Series::new(
+            "validation accuracy",
+            e,
+            out.history.iter().map(|h| h.val_accuracy).collect(),
+        )],
+        log_y: false,
+    };
+    crate::report::plot::panels(
+        &stage.join("plots/training.png"),
+        &format!("{} training", net.method.label()),
+        &[panel],
+        900,
+        360,
+    )?;
+    stage.commit().map_err(|e| Error::io(&run.snn(), e))?;
+    Ok(metrics)
+}
+
 fn snn_plots(
     stage: &StagedDir,
     net: &crate::snn::Network,
@@ -330,7 +443,7 @@ fn snn_plots(
         trial_offset: 0,
         steps: trial.steps,
         record: Record {
-            x: true,
+            x: net.decodes_teacher(),
             spikes: true,
             v: false,
         },
@@ -347,6 +460,12 @@ fn snn_plots(
     let x_hat = o.x.as_deref().unwrap_or(&[]);
     let dims: Vec<usize> = (0..nc).step_by((nc / 4).max(1)).take(4).collect();
     let mut panels = Vec::new();
+    // x~ decodes the teacher only for ADS and FORCE
+    let dims = if net.decodes_teacher() {
+        dims
+    } else {
+        Vec::new()
+    };
     for &k in &dims {
         panels.push(Panel {
             title: format!("dimension {k}"),
@@ -368,13 +487,15 @@ fn snn_plots(
             log_y: false,
         });
     }
-    crate::report::plot::panels(
-        &stage.join("plots/dynamics.png"),
-        "Teacher dynamics x vs spiking reconstruction x~ (test trial 0)",
-        &panels,
-        1000,
-        220,
-    )?;
+    if !panels.is_empty() {
+        crate::report::plot::panels(
+            &stage.join("plots/dynamics.png"),
+            "Teacher dynamics x vs spiking reconstruction x~ (test trial 0)",
+            &panels,
+            1000,
+            220,
+        )?;
+    }
     let spikes: Vec<(f64, u32)> = o
         .spikes
         .as_deref()
@@ -443,6 +564,9 @@ fn snn_plots(
         1000,
         240,
     )?;
+    if nets.is_empty() {
+        return Ok(());
+    }
     let mut series = Vec::new();
     for n in nets {
         let e: Vec<f64> = n.history.iter().map(|h| h.epoch as f64).collect();
@@ -497,7 +621,9 @@ impl PipelineSummary {
         }
         if let Some(s) = &self.snn {
             m.insert("snn.test_accuracy".into(), s.test_accuracy);
-            m.insert("snn.reconstruction_error".into(), s.reconstruction_error);
+            if let Some(r) = s.reconstruction_error {
+                m.insert("snn.reconstruction_error".into(), r);
+            }
             m.insert("snn.mean_rate_hz".into(), s.mean_rate_hz);
         }
         if let Some(x) = &self.export {
@@ -568,8 +694,11 @@ fn plain_comparison(
         );
         let m = train_snn(&plain_cfg, &plain_run, backend, resume)?;
         eprintln!(
-            "plain spiking network: test accuracy {:.4}, R {:.3}, {:.1} Hz ({:.0} s)",
-            m.test_accuracy, m.reconstruction_error, m.mean_rate_hz, m.train_seconds
+            "plain spiking network: test accuracy {:.4}, R {}, {:.1} Hz ({:.0} s)",
+            m.test_accuracy,
+            r_text(m.reconstruction_error),
+            m.mean_rate_hz,
+            m.train_seconds
         );
     }
     Ok(Some(plain_run.root))
@@ -615,8 +744,12 @@ pub fn pipeline(
     } else {
         let m = train_snn(cfg, run, backend, resume)?;
         eprintln!(
-            "spiking network: test accuracy {:.4}, R {:.3}, {:.1} Hz ({:.0} s)",
-            m.test_accuracy, m.reconstruction_error, m.mean_rate_hz, m.train_seconds
+            "spiking network ({}): test accuracy {:.4}, R {}, {:.1} Hz ({:.0} s)",
+            m.method,
+            m.test_accuracy,
+            r_text(m.reconstruction_error),
+            m.mean_rate_hz,
+            m.train_seconds
         );
         Some(m)
     };

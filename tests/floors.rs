@@ -18,10 +18,11 @@ const FLOORS: &[(&str, u32)] = &[
     ("teacher", 6),
     ("bench", 6),
     ("learn", 7),
-    ("study", 8),
-    ("export", 9),
-    ("stages", 10),
-    ("sweep", 11),
+    ("baselines", 8),
+    ("study", 9),
+    ("export", 10),
+    ("stages", 11),
+    ("sweep", 12),
 ];
 
 fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -116,7 +116,7 @@ pub fn evaluate(
             trial_offset: start as u32,
             steps,
             record: Record {
-                x: true,
+                x: net.decodes_teacher(),
                 spikes: false,
                 v: false,
             },
@@ -127,8 +127,11 @@ pub fn evaluate(
             .zip(&out.trials[0])
             .map(|(trial, o)| {
                 let (y_t, x_t) = teacher.forward(&trial.input, steps);
-                let x_hat = o.x.as_deref().unwrap_or(&[]);
-                let r = reconstruction_error(&x_t, x_hat, teacher.nc) as f64;
+                // R is defined where x~ decodes the teacher (0 otherwise; see Method)
+                let r = match o.x.as_deref() {
+                    Some(x_hat) => reconstruction_error(&x_t, x_hat, teacher.nc) as f64,
+                    None => 0.0,
+                };
                 let mse =
                     o.y.iter()
                         .zip(&trial.target)

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod init;
+pub mod method;
 pub mod network;
 pub mod params;
 pub mod quantize;
@@ -10,6 +11,7 @@ pub mod store;
 pub use network::transpose;
 
 pub use error::SnnError;
+pub use method::Method;
 pub use network::Network;
 pub use params::SnnParams;
 pub use quantize::QuantScope;

@@ -36,6 +36,10 @@ pub struct Network {
     /// chip instance its elements are mismatched one by one, as physical input synapses are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_override: Option<Vec<f32>>,
+    /// How the network was trained; says whether D decodes the teacher (`nc` = the teacher's
+    /// Nc) or reads the task output directly (`nc` = n_out, W_out_teacher = I).
+    #[serde(default)]
+    pub method: super::Method,
 }
 
 impl Network {
@@ -68,9 +72,52 @@ impl Network {
             w_in_teacher,
             w_out_teacher,
             input_override: None,
+            method: super::Method::Ads,
         };
         net.validate_shapes()?;
         Ok(net)
+    }
+
+    /// A network whose readout gives the task output directly (BPTT, reservoir): D is
+    /// `readout` (n_out x N), W_out_teacher the identity, the input projection `input_proj`
+    /// (N x C), the recurrence `w_rec` (`[pre][post]`) on the slow synapse type; W_fast = 0.
+    pub fn direct(
+        params: SnnParams,
+        method: super::Method,
+        n_in: usize,
+        n_out: usize,
+        input_proj: Vec<f32>,
+        w_rec: Vec<f32>,
+        readout: Vec<f32>,
+    ) -> Result<Network, SnnError> {
+        params.validate().map_err(SnnError::InvalidParams)?;
+        let n = params.n;
+        let mut eye = vec![0f32; n_out * n_out];
+        for o in 0..n_out {
+            eye[o * n_out + o] = 1.0;
+        }
+        let net = Network {
+            params,
+            n,
+            nc: n_out,
+            n_in,
+            n_out,
+            d: readout,
+            f: vec![0.0; n * n_out],
+            w_fast: vec![0.0; n * n],
+            w_slow: w_rec,
+            w_in_teacher: vec![0.0; n_in * n_out],
+            w_out_teacher: eye,
+            input_override: Some(input_proj),
+            method,
+        };
+        net.validate_shapes()?;
+        Ok(net)
+    }
+
+    /// Whether the readout decodes the teacher's state (see [`super::Method`]).
+    pub fn decodes_teacher(&self) -> bool {
+        self.method.decodes_teacher()
     }
 
     /// Checks every matrix length against (N, Nc, C, n_out) and the parameters.

@@ -13,6 +13,8 @@ const LAYOUT_KEY: &str = "layout";
 /// Both recurrent matrices `[pre][post]`. Files without the key were written when W_fast was
 /// stored `[post][pre]`; they are converted on load.
 const LAYOUT: &str = "recurrent pre-major";
+/// Metadata key naming the training method (files without it hold Network ADS).
+const METHOD_KEY: &str = "method";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -88,6 +90,7 @@ impl Network {
             serde_json::to_string(&self.params).map_err(|e| err(path, e.to_string()))?,
         );
         meta.insert("model".to_string(), "robust-snn Network ADS".to_string());
+        meta.insert(METHOD_KEY.to_string(), self.method.name().to_string());
         meta.insert(LAYOUT_KEY.to_string(), LAYOUT.to_string());
         let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
             ("d", &self.d, vec![nc, n]),
@@ -123,6 +126,15 @@ impl Network {
         let (w_in_teacher, ws) = take("w_in_teacher")?;
         let (w_out_teacher, wo) = take("w_out_teacher")?;
         let input_override = t.remove("input_override").map(|(p, _)| p);
+        let method = match meta.get(METHOD_KEY) {
+            None => super::Method::Ads,
+            Some(m) => super::Method::parse(m).ok_or_else(|| {
+                err(
+                    path,
+                    format!("unknown training method `{m}` (this build knows ads, bptt, force, reservoir)"),
+                )
+            })?,
+        };
         if ds.len() != 2 || ws.len() != 2 || wo.len() != 2 {
             return Err(err(path, "matrices must be 2-D"));
         }
@@ -153,6 +165,7 @@ impl Network {
             w_in_teacher,
             w_out_teacher,
             input_override,
+            method,
         };
         net.validate_shapes()
             .map_err(|e| err(path, e.to_string()))?;

@@ -226,7 +226,7 @@ fn score_test(
                             / scaled.len().max(1) as f64;
                     }
                 }
-                if let Some(xh) = o.x.as_deref() {
+                if let Some(xh) = o.x.as_deref().filter(|_| net.decodes_teacher()) {
                     r += reconstruction_error(x, xh, net.nc) as f64;
                 }
                 spikes += o.spike_counts.iter().map(|&c| c as u64).sum::<u64>();
@@ -257,6 +257,8 @@ fn test_figures(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<TestFigures>, EngineError> {
     let steps = data.test.first().map(|t| t.steps).unwrap_or(0);
+    // x~ is recorded only where it decodes the teacher (R is undefined otherwise)
+    let record_x = record_x && net.decodes_teacher();
     let per_instance = (data.test.len() * steps * net.nc * 4).max(1);
     let chunk = ((256usize << 20) / per_instance).clamp(1, spec.instances.max(1) as usize) as u32;
     let mut figures = Vec::with_capacity(spec.instances as usize);

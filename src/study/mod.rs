@@ -3,6 +3,7 @@
 
 pub mod evaluate;
 pub mod levels;
+pub mod methods;
 pub mod report;
 pub mod stats;
 
@@ -52,6 +53,9 @@ pub struct StudyOutcome {
     /// The teacher's own accuracy under relative perturbation of its parameters.
     #[serde(default)]
     pub teacher_ceiling: Vec<CeilingSummary>,
+    /// The training method of each network, in the study's order.
+    #[serde(default)]
+    pub methods: Vec<methods::NetworkMethod>,
     pub seconds: f64,
 }
 
@@ -130,7 +134,8 @@ pub fn run_study(
     let mut nets = vec![(name_of(&run.root), load_net(&run.root)?)];
     for dir in compare {
         let net = load_net(dir)?;
-        if net.nc != teacher.nc || net.n_in != teacher.n_in || net.n_out != teacher.n_out {
+        let nc_fits = !net.decodes_teacher() || net.nc == teacher.nc;
+        if !nc_fits || net.n_in != teacher.n_in || net.n_out != teacher.n_out {
             return Err(Error::Other(format!(
                 "{}: network (Nc = {}, C = {}) does not fit this run's teacher (Nc = {}, C = {}); compare networks trained on the same teacher",
                 dir.display(),
@@ -243,6 +248,13 @@ pub fn run_study(
         comparisons,
         regimes,
         teacher_ceiling,
+        methods: nets
+            .iter()
+            .map(|(name, net)| methods::NetworkMethod {
+                network: name.clone(),
+                method: net.method,
+            })
+            .collect(),
         seconds: t0.elapsed().as_secs_f64(),
     };
     let stage = StagedDir::new(&run.robustness()).map_err(|e| Error::io(&run.robustness(), e))?;

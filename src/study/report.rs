@@ -65,6 +65,12 @@ pub fn write_all(
     crate::report::write_atomic(&p, markdown(outcome).as_bytes()).map_err(|e| io(&p, e))?;
     std::fs::create_dir_all(stage.join("plots")).map_err(|e| io(&stage.join("plots"), e))?;
     plots(stage, outcome, rows)?;
+    if super::methods::compares_methods(outcome) {
+        let p = stage.join("methods.md");
+        crate::report::write_atomic(&p, super::methods::markdown(outcome).as_bytes())
+            .map_err(|e| io(&p, e))?;
+        super::methods::plots(stage, outcome, rows)?;
+    }
     Ok(())
 }
 

@@ -1125,6 +1125,7 @@ mod tests {
             w_in_teacher: vec![],
             w_out_teacher: vec![],
             input_override: None,
+            method: Default::default(),
         };
         assert_eq!(
             map_network(&net, &MapOptions::default()).unwrap_err(),

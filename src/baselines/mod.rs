@@ -1,0 +1,147 @@
+//! The baselines Network ADS is compared with (paper §6): a BPTT-trained LIF network, FORCE and a
+//! reservoir. Each trains the same engine network as Network ADS ([`crate::snn::Network`], with
+//! the readout meaning its [`Method`] says), so every method meets the same perturbations on the
+//! same engine and the study evaluates them on identical chip draws.
+
+pub mod bptt;
+pub mod force;
+pub mod reservoir;
+pub mod ridge;
+pub mod sim;
+pub mod weights;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::snn::{Method, SnnParams};
+use crate::tasks::{Split, Task};
+use crate::teacher::TeacherWeights;
+
+/// One epoch of a baseline's training (the reservoir has one).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BaselineEpoch {
+    pub epoch: usize,
+    /// The training objective of the method (BPTT: loss; FORCE: mean squared decoding error of
+    /// x~ during training; reservoir, fitted in one pass: the validation MSE).
+    pub train_loss: f64,
+    pub val_accuracy: f64,
+    pub val_mse: f64,
+    pub mean_rate_hz: f64,
+    pub seconds: f64,
+}
+
+/// What a baseline's training produced: the network with the best validation accuracy (ties:
+/// lower validation MSE).
+#[derive(Clone, Debug)]
+pub struct BaselineOutcome {
+    pub net: crate::snn::Network,
+    pub history: Vec<BaselineEpoch>,
+    pub best_epoch: usize,
+    pub train_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("{0}")]
+    Snn(#[from] crate::snn::SnnError),
+    #[error("{0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("{method} training: {message}")]
+    Training { method: Method, message: String },
+}
+
+/// The neuron parameters of a baseline network: `[snn]`'s neurons without fast synapses or
+/// adaptation (methods other than ADS do not have them), with `bias`.
+pub fn baseline_params(snn: &SnnParams, bias: f32) -> SnnParams {
+    SnnParams {
+        use_fast: false,
+        adapt_beta: 0.0,
+        bias,
+        ..snn.clone()
+    }
+}
+
+/// Train `cfg.training.method` (not ADS, which `learn` trains) on `task`, with `teacher` as the
+/// dynamics FORCE mimics and the input weights it uses. `device` is burn's (BPTT only).
+pub fn train(
+    cfg: &Config,
+    teacher: &TeacherWeights,
+    task: &dyn Task,
+    device: &burn::tensor::Device,
+    show_progress: bool,
+) -> Result<BaselineOutcome, BaselineError> {
+    match cfg.training.method {
+        Method::Bptt => bptt::train(cfg, task, device, show_progress),
+        Method::Force => force::train(cfg, teacher, task, show_progress),
+        Method::Reservoir => reservoir::train(cfg, task, show_progress),
+        Method::Ads => Err(BaselineError::Training {
+            method: Method::Ads,
+            message: "Network ADS is trained by the local rule (learn::trainer), not here".into(),
+        }),
+    }
+}
+
+/// Accuracy, output MSE (against the task target) and mean rate of `net` on `n` trials of
+/// `split`, nominal chip.
+pub fn score(
+    net: &crate::snn::Network,
+    task: &dyn Task,
+    split: Split,
+    n: usize,
+    seed: u64,
+) -> Result<(f64, f64, f64), BaselineError> {
+    use crate::engine::{CpuEngine, Engine, EnsembleJob, Record};
+    let none = crate::chip::Perturbation::default();
+    let (mut correct, mut mse, mut spikes) = (0usize, 0f64, 0u64);
+    let chunk = 64;
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        let trials: Vec<_> = (start..end).map(|i| task.trial(split, i as u64)).collect();
+        let inputs: Vec<Vec<f32>> = trials.iter().map(|t| t.input.clone()).collect();
+        let out = CpuEngine.simulate(&EnsembleJob {
+            net,
+            perturbation: &none,
+            seed,
+            instances: 0..1,
+            inputs: &inputs,
+            trial_offset: start as u32,
+            steps: task.steps(),
+            record: Record::default(),
+        })?;
+        for (tr, o) in trials.iter().zip(&out.trials[0]) {
+            correct += task.correct(tr, &o.y) as usize;
+            mse +=
+                o.y.iter()
+                    .zip(&tr.target)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+                    / o.y.len().max(1) as f64;
+            spikes += o.spike_counts.iter().map(|&c| c as u64).sum::<u64>();
+        }
+    }
+    let nt = n.max(1) as f64;
+    let secs = task.steps() as f64 * net.params.dt_s() as f64;
+    Ok((
+        correct as f64 / nt,
+        mse / nt,
+        spikes as f64 / (nt * net.n as f64 * secs),
+    ))
+}
+
+/// Keeps the best network of a training run by validation accuracy, then MSE.
+#[derive(Default)]
+pub struct Best {
+    pub best: Option<(f64, f64, crate::snn::Network, usize)>,
+}
+
+impl Best {
+    pub fn offer(&mut self, acc: f64, mse: f64, net: &crate::snn::Network, epoch: usize) {
+        let better = match &self.best {
+            None => true,
+            Some((a, m, _, _)) => acc > *a || (acc == *a && mse < *m),
+        };
+        if better {
+            self.best = Some((acc, mse, net.clone(), epoch));
+        }
+    }
+}
