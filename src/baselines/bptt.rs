@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 
-use super::{BaselineEpoch, BaselineError, BaselineOutcome, Best, baseline_params, score};
+use super::{BaselineError, BaselineOutcome, EpochLog, baseline_params};
 use crate::config::{BpttConfig, Config};
 use crate::snn::{Method, Network, SnnParams};
 use crate::tasks::{Split, Task};
@@ -290,7 +290,6 @@ pub fn train(
     device: &Device,
     show_progress: bool,
 ) -> Result<BaselineOutcome, BaselineError> {
-    let t0 = Instant::now();
     let bc = &cfg.training.bptt;
     let fail = |message: String| BaselineError::Training {
         method: Method::Bptt,
@@ -314,12 +313,12 @@ pub fn train(
         slope: bc.surrogate_slope,
         damping: bc.surrogate_damping,
     };
-    let pb = crate::report::progress_bar((bc.epochs * bc.batches_per_epoch) as u64, "BPTT");
-    if !show_progress {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut best = Best::default();
-    let mut history = Vec::new();
+    let mut log = EpochLog::new(
+        Method::Bptt,
+        bc.epochs,
+        (bc.epochs * bc.batches_per_epoch) as u64,
+        show_progress,
+    );
     for epoch in 1..=bc.epochs {
         let te = Instant::now();
         let mut epoch_loss = 0.0;
@@ -338,45 +337,22 @@ pub fn train(
             epoch_loss += lv;
             let grads = GradientsParams::from_grads(l.backward(), &model);
             model = optim.step(bc.learning_rate, model, grads);
-            pb.inc(1);
-            pb.set_message(format!("epoch {epoch} loss {lv:.4}"));
+            log.pb().inc(1);
+            log.pb().set_message(format!("epoch {epoch} loss {lv:.4}"));
         }
         let net = model.to_network(&shape)?;
-        let (acc, mse, rate) = score(
+        log.epoch_done(
             &net,
+            epoch,
+            epoch_loss / bc.batches_per_epoch as f64,
+            "loss",
+            te,
             task,
-            Split::Validation,
             cfg.training.val_trials,
             cfg.seed,
         )?;
-        let rec = BaselineEpoch {
-            epoch,
-            train_loss: epoch_loss / bc.batches_per_epoch as f64,
-            val_accuracy: acc,
-            val_mse: mse,
-            mean_rate_hz: rate,
-            seconds: te.elapsed().as_secs_f64(),
-        };
-        let line = format!(
-            "BPTT epoch {epoch}/{}: loss {:.4}, val accuracy {acc:.3}, val MSE {mse:.4}, {rate:.1} Hz ({:.0} s)",
-            bc.epochs, rec.train_loss, rec.seconds
-        );
-        if show_progress {
-            pb.println(line);
-        } else {
-            eprintln!("{line}");
-        }
-        best.offer(acc, mse, &net, epoch);
-        history.push(rec);
     }
-    pb.finish_and_clear();
-    let (_, _, net, best_epoch) = best.best.ok_or_else(|| fail("no epoch ran".into()))?;
-    Ok(BaselineOutcome {
-        net,
-        history,
-        best_epoch,
-        train_seconds: t0.elapsed().as_secs_f64(),
-    })
+    log.finish()
 }
 
 #[cfg(test)]

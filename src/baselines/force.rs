@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::{BaselineEpoch, BaselineError, BaselineOutcome, Best, baseline_params, score, sim};
+use super::{BaselineError, BaselineOutcome, EpochLog, baseline_params, sim};
 use crate::config::Config;
 use crate::snn::{Method, Network};
 use crate::tasks::{Split, Task};
@@ -112,7 +112,6 @@ pub fn train(
     task: &dyn Task,
     show_progress: bool,
 ) -> Result<BaselineOutcome, BaselineError> {
-    let t0 = Instant::now();
     let fc = &cfg.training.force;
     let fail = |message: String| BaselineError::Training {
         method: Method::Force,
@@ -145,12 +144,7 @@ pub fn train(
     let mut rls = Rls::new(n, nc, fc.alpha as f64);
     let steps = task.steps();
     let total = (fc.epochs * fc.samples_per_epoch) as u64;
-    let pb = crate::report::progress_bar(total, "FORCE");
-    if !show_progress {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut best = Best::default();
-    let mut history = Vec::new();
+    let mut log = EpochLog::new(Method::Force, fc.epochs, total, show_progress);
     let (mut z, mut err) = (vec![0f64; nc], vec![0f64; nc]);
     for epoch in 1..=fc.epochs {
         let te = Instant::now();
@@ -184,7 +178,7 @@ pub fn train(
                     }
                 },
             );
-            pb.inc(1);
+            log.pb().inc(1);
         }
         if rls.phi.iter().any(|w| !w.is_finite()) {
             return Err(fail(format!(
@@ -192,41 +186,18 @@ pub fn train(
             )));
         }
         let net = folded(&base, &omega, &e, &rls);
-        let (acc, mse, rate) = score(
+        log.epoch_done(
             &net,
+            epoch,
+            sq / count.max(1) as f64,
+            "decoding MSE",
+            te,
             task,
-            Split::Validation,
             cfg.training.val_trials,
             cfg.seed,
         )?;
-        let rec = BaselineEpoch {
-            epoch,
-            train_loss: sq / count.max(1) as f64,
-            val_accuracy: acc,
-            val_mse: mse,
-            mean_rate_hz: rate,
-            seconds: te.elapsed().as_secs_f64(),
-        };
-        let line = format!(
-            "FORCE epoch {epoch}/{}: decoding MSE {:.4}, val accuracy {acc:.3}, val MSE {mse:.4}, {rate:.1} Hz ({:.0} s)",
-            fc.epochs, rec.train_loss, rec.seconds
-        );
-        if show_progress {
-            pb.println(line);
-        } else {
-            eprintln!("{line}");
-        }
-        best.offer(acc, mse, &net, epoch);
-        history.push(rec);
     }
-    pb.finish_and_clear();
-    let (_, _, net, best_epoch) = best.best.ok_or_else(|| fail("no epoch ran".into()))?;
-    Ok(BaselineOutcome {
-        net,
-        history,
-        best_epoch,
-        train_seconds: t0.elapsed().as_secs_f64(),
-    })
+    log.finish()
 }
 
 #[cfg(test)]

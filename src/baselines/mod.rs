@@ -128,14 +128,75 @@ pub fn score(
     ))
 }
 
-/// Keeps the best network of a training run by validation accuracy, then MSE.
-#[derive(Default)]
-pub struct Best {
-    pub best: Option<(f64, f64, crate::snn::Network, usize)>,
+/// The epoch loop's bookkeeping shared by the iterative baselines: validation after every
+/// epoch, the history, the progress line, and the best network by validation accuracy (ties:
+/// lower validation MSE).
+pub struct EpochLog {
+    method: Method,
+    epochs: usize,
+    pb: indicatif::ProgressBar,
+    show_progress: bool,
+    history: Vec<BaselineEpoch>,
+    best: Option<(f64, f64, crate::snn::Network, usize)>,
+    t0: std::time::Instant,
 }
 
-impl Best {
-    pub fn offer(&mut self, acc: f64, mse: f64, net: &crate::snn::Network, epoch: usize) {
+impl EpochLog {
+    /// A progress bar over `steps` units of work (`name` labels it).
+    pub fn new(method: Method, epochs: usize, steps: u64, show_progress: bool) -> Self {
+        let pb = crate::report::progress_bar(steps, method.label());
+        if !show_progress {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        EpochLog {
+            method,
+            epochs,
+            pb,
+            show_progress,
+            history: Vec::new(),
+            best: None,
+            t0: std::time::Instant::now(),
+        }
+    }
+
+    pub fn pb(&self) -> &indicatif::ProgressBar {
+        &self.pb
+    }
+
+    /// Scores `net` on the validation trials, records the epoch (`train_loss` is what the
+    /// method minimises, named `loss_name` in the progress line) and keeps the best network.
+    #[allow(clippy::too_many_arguments)]
+    pub fn epoch_done(
+        &mut self,
+        net: &crate::snn::Network,
+        epoch: usize,
+        train_loss: f64,
+        loss_name: &str,
+        started: std::time::Instant,
+        task: &dyn Task,
+        val_trials: usize,
+        seed: u64,
+    ) -> Result<(), BaselineError> {
+        let (acc, mse, rate) = score(net, task, Split::Validation, val_trials, seed)?;
+        let rec = BaselineEpoch {
+            epoch,
+            train_loss,
+            val_accuracy: acc,
+            val_mse: mse,
+            mean_rate_hz: rate,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let line = format!(
+            "{} epoch {epoch}/{}: {loss_name} {train_loss:.4}, val accuracy {acc:.3}, val MSE {mse:.4}, {rate:.1} Hz ({:.0} s)",
+            self.method.label(),
+            self.epochs,
+            rec.seconds
+        );
+        if self.show_progress {
+            self.pb.println(line);
+        } else {
+            eprintln!("{line}");
+        }
         let better = match &self.best {
             None => true,
             Some((a, m, _, _)) => acc > *a || (acc == *a && mse < *m),
@@ -143,5 +204,22 @@ impl Best {
         if better {
             self.best = Some((acc, mse, net.clone(), epoch));
         }
+        self.history.push(rec);
+        Ok(())
+    }
+
+    /// The best network and the history.
+    pub fn finish(self) -> Result<BaselineOutcome, BaselineError> {
+        self.pb.finish_and_clear();
+        let (_, _, net, best_epoch) = self.best.ok_or_else(|| BaselineError::Training {
+            method: self.method,
+            message: "no epoch ran".into(),
+        })?;
+        Ok(BaselineOutcome {
+            net,
+            history: self.history,
+            best_epoch,
+            train_seconds: self.t0.elapsed().as_secs_f64(),
+        })
     }
 }
