@@ -714,8 +714,11 @@ pub fn trained_plain(cfg: &Config, run: &RunDir) -> Option<std::path::PathBuf> {
 
 /// The plain network's run folder when the config asks for the comparison.
 fn plain_run(cfg: &Config, run: &RunDir) -> Option<RunDir> {
-    (cfg.training.plain.compare && cfg.training.is_robust())
-        .then(|| RunDir::new(run.root.join(PLAIN_DIR)))
+    // the plain recipe is Network ADS's; a baseline has no plain twin
+    (cfg.training.method == crate::snn::Method::Ads
+        && cfg.training.plain.compare
+        && cfg.training.is_robust())
+    .then(|| RunDir::new(run.root.join(PLAIN_DIR)))
 }
 
 /// The whole pipeline: teacher and spiking network (each skipped when its folder is complete),

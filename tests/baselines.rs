@@ -157,8 +157,6 @@ const TINY: &[&str] = &[
     "--set",
     "training.robust.instances=0",
     "--set",
-    "training.plain.compare=false",
-    "--set",
     "training.val_trials=2",
     "--set",
     "training.test_trials=2",
@@ -347,4 +345,48 @@ fn bad_method_settings_are_refused() {
         assert!(err.contains(expect), "{set}: {err}");
         assert!(!std::path::Path::new(&run).join("snn").exists());
     }
+}
+
+/// `run` with a baseline: the whole pipeline (study, export) on the baseline's network, and no
+/// plain Network ADS twin beside it (that comparison belongs to the ADS recipes).
+#[test]
+fn run_with_a_baseline_runs_the_pipeline_without_a_plain_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.display().to_string();
+    let out = bin()
+        .args([
+            "run",
+            "--config",
+            "configs/xor.toml",
+            "--out",
+            &run_s,
+            "--backend",
+            "cpu",
+            "--method",
+            "reservoir",
+            "--set",
+            "export.instances=2",
+        ])
+        .args(TINY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "snn/metrics.json",
+        "robustness/summary.json",
+        "dynapse1/network.json",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    assert!(
+        !run.join("plain").exists(),
+        "a plain twin was trained for a baseline"
+    );
+    let net = Network::load(&run.join("snn/network.safetensors")).unwrap();
+    assert_eq!(net.method, Method::Reservoir);
 }
