@@ -286,6 +286,7 @@ pub fn loss(
 
 pub fn train(
     cfg: &Config,
+    teacher: &crate::teacher::TeacherWeights,
     task: &dyn Task,
     device: &Device,
     show_progress: bool,
@@ -347,6 +348,7 @@ pub fn train(
             epoch_loss / bc.batches_per_epoch as f64,
             "loss",
             te,
+            teacher,
             task,
             cfg.training.val_trials,
             cfg.seed,

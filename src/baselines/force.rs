@@ -192,6 +192,7 @@ pub fn train(
             sq / count.max(1) as f64,
             "decoding MSE",
             te,
+            teacher,
             task,
             cfg.training.val_trials,
             cfg.seed,

@@ -62,7 +62,8 @@ pub fn baseline_params(snn: &SnnParams, bias: f32) -> SnnParams {
 }
 
 /// Train `cfg.training.method` (not ADS, which `learn` trains) on `task`, with `teacher` as the
-/// dynamics FORCE mimics and the input weights it uses. `device` is burn's (BPTT only).
+/// dynamics FORCE mimics and the input weights it uses (the others only report its accuracy
+/// beside theirs in validation). `device` is burn's (BPTT only).
 pub fn train(
     cfg: &Config,
     teacher: &TeacherWeights,
@@ -71,7 +72,7 @@ pub fn train(
     show_progress: bool,
 ) -> Result<BaselineOutcome, BaselineError> {
     match cfg.training.method {
-        Method::Bptt => bptt::train(cfg, task, device, show_progress),
+        Method::Bptt => bptt::train(cfg, teacher, task, device, show_progress),
         Method::Force => force::train(cfg, teacher, task, show_progress),
         Method::Reservoir => reservoir::train(cfg, task, show_progress),
         Method::Ads => Err(BaselineError::Training {
@@ -79,53 +80,6 @@ pub fn train(
             message: "Network ADS is trained by the local rule (learn::trainer), not here".into(),
         }),
     }
-}
-
-/// Accuracy, output MSE (against the task target) and mean rate of `net` on `n` trials of
-/// `split`, nominal chip.
-pub fn score(
-    net: &crate::snn::Network,
-    task: &dyn Task,
-    split: Split,
-    n: usize,
-    seed: u64,
-) -> Result<(f64, f64, f64), BaselineError> {
-    use crate::engine::{CpuEngine, Engine, EnsembleJob, Record};
-    let none = crate::chip::Perturbation::default();
-    let (mut correct, mut mse, mut spikes) = (0usize, 0f64, 0u64);
-    let chunk = 64;
-    for start in (0..n).step_by(chunk) {
-        let end = (start + chunk).min(n);
-        let trials: Vec<_> = (start..end).map(|i| task.trial(split, i as u64)).collect();
-        let inputs: Vec<Vec<f32>> = trials.iter().map(|t| t.input.clone()).collect();
-        let out = CpuEngine.simulate(&EnsembleJob {
-            net,
-            perturbation: &none,
-            seed,
-            instances: 0..1,
-            inputs: &inputs,
-            trial_offset: start as u32,
-            steps: task.steps(),
-            record: Record::default(),
-        })?;
-        for (tr, o) in trials.iter().zip(&out.trials[0]) {
-            correct += task.correct(tr, &o.y) as usize;
-            mse +=
-                o.y.iter()
-                    .zip(&tr.target)
-                    .map(|(a, b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>()
-                    / o.y.len().max(1) as f64;
-            spikes += o.spike_counts.iter().map(|&c| c as u64).sum::<u64>();
-        }
-    }
-    let nt = n.max(1) as f64;
-    let secs = task.steps() as f64 * net.params.dt_s() as f64;
-    Ok((
-        correct as f64 / nt,
-        mse / nt,
-        spikes as f64 / (nt * net.n as f64 * secs),
-    ))
 }
 
 /// The epoch loop's bookkeeping shared by the iterative baselines: validation after every
@@ -173,11 +127,20 @@ impl EpochLog {
         train_loss: f64,
         loss_name: &str,
         started: std::time::Instant,
+        teacher: &TeacherWeights,
         task: &dyn Task,
         val_trials: usize,
         seed: u64,
     ) -> Result<(), BaselineError> {
-        let (acc, mse, rate) = score(net, task, Split::Validation, val_trials, seed)?;
+        let v = crate::learn::trainer::evaluate(
+            net,
+            teacher,
+            task,
+            Split::Validation,
+            val_trials,
+            seed,
+        )?;
+        let (acc, mse, rate) = (v.accuracy, v.mse, v.mean_rate_hz);
         let rec = BaselineEpoch {
             epoch,
             train_loss,

@@ -70,17 +70,17 @@ pub fn train(
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut ne = NormalEquations::new(n, n_out);
-    let mut spikes = 0f64;
+    let mut spikes = 0u64;
     for start in (0..rc.train_trials).step_by(CHUNK) {
         let end = (start + CHUNK).min(rc.train_trials);
         let trials: Vec<_> = (start..end)
             .map(|i| task.trial(Split::Train, i as u64))
             .collect();
         let inputs: Vec<Vec<f32>> = trials.iter().map(|t| t.input.clone()).collect();
-        let feats = sim::features(&net, &inputs, steps, start as u32, cfg.seed)?;
+        let (feats, count) = sim::features(&net, &inputs, steps, start as u32, cfg.seed)?;
+        spikes += count;
         for (tr, r) in trials.iter().zip(&feats) {
             ne.add(r, &tr.target, steps);
-            spikes += r.iter().sum::<f32>() as f64;
         }
         pb.inc((end - start) as u64);
     }
@@ -91,13 +91,7 @@ pub fn train(
     let mut val_feats = Vec::with_capacity(val.len());
     for (ci, chunk) in val.chunks(CHUNK).enumerate() {
         let inputs: Vec<Vec<f32>> = chunk.iter().map(|t| t.input.clone()).collect();
-        val_feats.extend(sim::features(
-            &net,
-            &inputs,
-            steps,
-            (ci * CHUNK) as u32,
-            cfg.seed,
-        )?);
+        val_feats.extend(sim::features(&net, &inputs, steps, (ci * CHUNK) as u32, cfg.seed)?.0);
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
@@ -144,10 +138,8 @@ pub fn train(
             net.d[o * n + i] = w[i * n_out + o] as f32;
         }
     }
-    // each spike adds 1/tau_out to r, which then sums to 1/dt over the following steps
     let secs = steps as f64 * net.params.dt_s() as f64;
-    let rate =
-        spikes * net.params.dt_s() as f64 / (rc.train_trials.max(1) as f64 * n as f64 * secs);
+    let rate = spikes as f64 / (rc.train_trials.max(1) as f64 * n as f64 * secs);
     eprintln!(
         "reservoir: readout fitted on {} steps, ridge {lambda:.3e}; val accuracy {val_accuracy:.3}",
         ne.rows

@@ -27,14 +27,15 @@ pub fn feature_network(net: &Network) -> Network {
 }
 
 /// r(t) (steps x N, row-major) of each input on the nominal network, trials numbered from
-/// `trial_offset` (they key the initial membrane potentials as in every other simulation).
+/// `trial_offset` (they key the initial membrane potentials as in every other simulation),
+/// and the number of spikes of all of them.
 pub fn features(
     net: &Network,
     inputs: &[Vec<f32>],
     steps: usize,
     trial_offset: u32,
     seed: u64,
-) -> Result<Vec<Vec<f32>>, EngineError> {
+) -> Result<(Vec<Vec<f32>>, u64), EngineError> {
     let feat = feature_network(net);
     let out = CpuEngine.simulate(&EnsembleJob {
         net: &feat,
@@ -50,14 +51,18 @@ pub fn features(
             v: false,
         },
     })?;
-    Ok(out
-        .trials
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| o.x.unwrap_or_default())
-        .collect())
+    let trials = out.trials.into_iter().next().unwrap_or_default();
+    let spikes = trials
+        .iter()
+        .map(|o| o.spike_counts.iter().map(|&c| c as u64).sum::<u64>())
+        .sum();
+    Ok((
+        trials
+            .into_iter()
+            .map(|o| o.x.unwrap_or_default())
+            .collect(),
+        spikes,
+    ))
 }
 
 /// Runs one trial of the nominal `net` step by step; after every step `hook(t, state)` may read
