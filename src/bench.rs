@@ -36,7 +36,14 @@ pub struct BenchResult {
     pub mismatch: f32,
     pub target_rate_hz: f32,
     pub mean_rate_hz: f64,
+    /// Building the synthetic network and calibrating its bias to the target rate (not in
+    /// `wall_seconds`).
+    pub setup_seconds: f64,
+    /// The timed simulation, host work (instance draws, uploads, read-back) included.
     pub wall_seconds: f64,
+    /// Time the device spent in the simulation's compute passes, from GPU timestamp queries;
+    /// `None` on the CPU and on adapters without timestamp queries.
+    pub kernel_seconds: Option<f64>,
     pub neuron_steps_per_s: f64,
     pub synaptic_events_per_s: f64,
     pub synaptic_events: u64,
@@ -201,7 +208,9 @@ pub fn check_sizes(spec: &BenchSpec) -> Result<(), String> {
 
 /// Run the benchmark on `engine`.
 pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineError> {
+    let t_setup = Instant::now();
     let (net, pert) = prepare(engine, spec)?;
+    let setup_seconds = t_setup.elapsed().as_secs_f64();
     let inputs = vec![vec![0.0f32; spec.steps]];
     let job = EnsembleJob {
         net: &net,
@@ -238,7 +247,9 @@ pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineE
         mismatch: spec.mismatch,
         target_rate_hz: spec.rate_hz,
         mean_rate_hz: spikes as f64 / (neuron_steps * net.params.dt_s() as f64),
+        setup_seconds,
         wall_seconds: wall,
+        kernel_seconds: None,
         neuron_steps_per_s: neuron_steps / wall,
         synaptic_events_per_s: out.synaptic_events as f64 / wall,
         synaptic_events: out.synaptic_events,
@@ -246,4 +257,79 @@ pub fn run(engine: &dyn Engine, spec: &BenchSpec) -> Result<BenchResult, EngineE
         adapter: None,
         device_bytes: None,
     })
+}
+
+/// One JSON object per line, in order.
+pub fn to_json_lines(results: &[BenchResult]) -> Result<String, serde_json::Error> {
+    let mut text = String::new();
+    for r in results {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Throughput against ensemble size, one line per backend (and network size, when several),
+/// wall time solid and, where the adapter timed its kernels, kernel time dashed. The x axis is
+/// log10 of the ensemble size: the sizes of interest span 64 to 10 000.
+pub fn plot_throughput(
+    results: &[BenchResult],
+    path: &std::path::Path,
+) -> Result<(), crate::report::plot::PlotError> {
+    use crate::report::plot::{Panel, Series, panels};
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    for r in results {
+        let k = (r.backend.clone(), r.neurons);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let several_n = keys.iter().any(|k| k.1 != keys[0].1);
+    let mut series = Vec::new();
+    for (backend, n) in &keys {
+        let mut rows: Vec<&BenchResult> = results
+            .iter()
+            .filter(|r| &r.backend == backend && r.neurons == *n)
+            .collect();
+        rows.sort_by_key(|r| r.instances);
+        let label = if several_n {
+            format!("{backend}, N = {n}")
+        } else {
+            backend.clone()
+        };
+        let x: Vec<f64> = rows.iter().map(|r| (r.instances as f64).log10()).collect();
+        series.push(Series::new(
+            format!("{label} (wall)"),
+            x.clone(),
+            rows.iter().map(|r| r.neuron_steps_per_s).collect(),
+        ));
+        if rows.iter().any(|r| r.kernel_seconds.is_some()) {
+            let y = rows
+                .iter()
+                .map(|r| match r.kernel_seconds {
+                    Some(k) if k > 0.0 => r.neuron_steps_per_s * r.wall_seconds / k,
+                    _ => f64::NAN,
+                })
+                .collect();
+            series.push(Series::new(format!("{label} (kernel)"), x, y).dashed());
+        }
+    }
+    let first = results.first();
+    let title = match first {
+        Some(r) => format!(
+            "Ensemble throughput: {} steps, {:.0} % mismatch, {:.0} Hz target",
+            r.steps,
+            r.mismatch * 100.0,
+            r.target_rate_hz
+        ),
+        None => "Ensemble throughput".to_string(),
+    };
+    let panel = Panel {
+        title: "neuron-steps per second against ensemble size".into(),
+        x_label: "log10(chip instances)".into(),
+        y_label: "neuron-steps / s".into(),
+        series,
+        log_y: true,
+    };
+    panels(path, &title, &[panel], 900, 520)
 }

@@ -128,9 +128,9 @@ struct ExportArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Ensemble size (chip instances).
-    #[arg(long, default_value_t = 64)]
-    instances: u32,
+    /// Ensemble sizes (chip instances), one run each: --instances 64,1000,10000.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    instances: Vec<u32>,
     /// Neurons per network.
     #[arg(long, default_value_t = 768)]
     neurons: usize,
@@ -148,12 +148,16 @@ struct BenchArgs {
     nc: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// cpu, gpu or auto.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
-    backend: BackendChoice,
-    /// Print one JSON object instead of a sentence.
+    /// cpu, gpu or auto; several (--backend cpu,gpu) run every size on each.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+    backend: Vec<BackendChoice>,
+    /// Print one JSON object per run (JSON lines) instead of a sentence.
     #[arg(long)]
     json: bool,
+    /// Also write DIR/bench.jsonl (every run) and DIR/throughput.png (throughput against
+    /// ensemble size per backend).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 impl Common {
@@ -409,23 +413,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_export(&r, &run);
             }
         },
-        Command::Bench(b) => {
-            let spec = robust_snn::bench::BenchSpec {
-                instances: b.instances,
-                neurons: b.neurons,
-                steps: b.steps,
-                mismatch: b.mismatch,
-                rate_hz: b.rate,
-                nc: b.nc,
-                seed: b.seed,
-            };
-            robust_snn::bench::check_sizes(&spec).map_err(anyhow::Error::msg)?;
-            let resolved = backend::resolve(b.backend)?;
-            let r = match resolved.gpu_context() {
+        Command::Bench(b) => bench(&b)?,
+    }
+    Ok(())
+}
+
+/// `robust-snn bench`: every (backend, size) pair, one after another on one engine per backend,
+/// printed as each finishes; with `--out`, the JSON lines and the throughput plot.
+fn bench(b: &BenchArgs) -> anyhow::Result<()> {
+    use robust_snn::bench::{BenchResult, BenchSpec};
+    if b.instances.is_empty() || b.backend.is_empty() {
+        anyhow::bail!("bench: --instances and --backend need at least one value");
+    }
+    let spec_for = |instances: u32| BenchSpec {
+        instances,
+        neurons: b.neurons,
+        steps: b.steps,
+        mismatch: b.mismatch,
+        rate_hz: b.rate,
+        nc: b.nc,
+        seed: b.seed,
+    };
+    // every size is checked before anything runs, so a bad size fails at once, not after an hour
+    for &i in &b.instances {
+        robust_snn::bench::check_sizes(&spec_for(i)).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(dir) = &b.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut results: Vec<BenchResult> = Vec::new();
+    for &choice in &b.backend {
+        let resolved = backend::resolve(choice)?;
+        let gpu = resolved
+            .gpu_context()
+            .map(robust_snn::engine::gpu::GpuEngine::with_shared_context);
+        for &instances in &b.instances {
+            let spec = spec_for(instances);
+            let r = match &gpu {
                 None => robust_snn::bench::run(&robust_snn::engine::CpuEngine, &spec)?,
-                Some(ctx) => {
-                    let gpu = robust_snn::engine::gpu::GpuEngine::with_shared_context(ctx);
-                    let mut r = robust_snn::bench::run(&gpu, &spec)?;
+                Some(gpu) => {
+                    let mut r = robust_snn::bench::run(gpu, &spec)?;
                     r.adapter = Some(gpu.adapter());
                     r.device_bytes = Some(gpu.device_bytes());
                     r
@@ -434,8 +461,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if b.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
+                let kernel = r
+                    .kernel_seconds
+                    .map(|k| format!(", {k:.2} s in kernels"))
+                    .unwrap_or_default();
                 println!(
-                    "{}: {} instances x {} neurons x {} steps at {:.0} % mismatch, {:.1} Hz: {:.3e} neuron-steps/s, {:.3e} synaptic events/s ({:.2} s)",
+                    "{}: {} instances x {} neurons x {} steps at {:.0} % mismatch, {:.1} Hz: {:.3e} neuron-steps/s, {:.3e} synaptic events/s ({:.2} s{kernel}; setup {:.2} s)",
                     r.backend,
                     r.instances,
                     r.neurons,
@@ -444,10 +475,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.mean_rate_hz,
                     r.neuron_steps_per_s,
                     r.synaptic_events_per_s,
-                    r.wall_seconds
+                    r.wall_seconds,
+                    r.setup_seconds
                 );
             }
+            results.push(r);
+            // written after every run: an interrupted sweep keeps what it measured
+            if let Some(dir) = &b.out {
+                let path = dir.join("bench.jsonl");
+                std::fs::write(&path, robust_snn::bench::to_json_lines(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
+    }
+    if let Some(dir) = &b.out {
+        robust_snn::bench::plot_throughput(&results, &dir.join("throughput.png"))?;
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("bench.jsonl").display(),
+            dir.join("throughput.png").display()
+        );
     }
     Ok(())
 }

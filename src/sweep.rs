@@ -69,10 +69,17 @@ pub fn grid(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
     points
 }
 
-/// A folder name for a point: `key=value` pairs joined by `__`, filesystem-safe.
+/// Longest point folder name kept as it is. Filesystems refuse names over 255 bytes, and a sweep
+/// that fixes many keys with `--set` (each one an axis of one value) easily passes that.
+pub const MAX_POINT_NAME: usize = 200;
+
+/// A folder name for a point: `key=value` pairs joined by `__`, filesystem-safe. A name longer
+/// than [`MAX_POINT_NAME`] keeps its first part and ends in a hash of the whole name, so that two
+/// points still get two folders and a rerun of the same sweep finds the same folder.
 pub fn point_name(assign: &[(String, String)]) -> String {
     let raw: Vec<String> = assign.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    raw.join("__")
+    let safe: String = raw
+        .join("__")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "=._-".contains(c) {
@@ -81,7 +88,24 @@ pub fn point_name(assign: &[(String, String)]) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if safe.len() <= MAX_POINT_NAME {
+        return safe;
+    }
+    // the raw text is hashed, not the sanitised one: values that differ only in characters the
+    // sanitiser replaces must still part
+    let hash = fnv1a64(raw.join("__").as_bytes());
+    let suffix = format!("__h{hash:016x}");
+    // `safe` is ASCII, so any byte index is a char boundary
+    format!("{}{suffix}", &safe[..MAX_POINT_NAME - suffix.len()])
+}
+
+/// 64-bit FNV-1a: a stable hash (the standard library's is randomised per process, which would
+/// move a resumed sweep's folders).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// What a finished point records (`points/<name>/point.json`, written last).
@@ -282,5 +306,40 @@ mod tests {
         );
         assert!(parse_axis("nokey").is_err());
         assert!(parse_axis("snn.n=1,,2").unwrap_err().contains("snn.n"));
+    }
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        // vectors of the FNV reference (Fowler, Noll, Vo): "" and "a"
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn long_point_names_fit_a_folder_and_stay_distinct() {
+        let many = |last: &str| -> Vec<(String, String)> {
+            let mut a: Vec<(String, String)> = (0..30)
+                .map(|i| (format!("training.robust.key{i}"), format!("{i}.0")))
+                .collect();
+            a.push(("training.method".to_string(), last.to_string()));
+            a
+        };
+        let (x, y) = (point_name(&many("force")), point_name(&many("reservoir")));
+        assert_eq!(x.len(), MAX_POINT_NAME);
+        assert_eq!(y.len(), MAX_POINT_NAME);
+        assert_ne!(
+            x, y,
+            "the points differ only after the cut: the hash must part them"
+        );
+        assert_eq!(
+            x,
+            point_name(&many("force")),
+            "the same point, the same folder"
+        );
+        // values the sanitiser maps to the same text still get different folders
+        assert_ne!(point_name(&many("a b")), point_name(&many("a/b")));
+        // a short name is unchanged
+        let short = vec![("snn.n".to_string(), "320".to_string())];
+        assert_eq!(point_name(&short), "snn.n=320");
     }
 }

@@ -264,6 +264,61 @@ fn no_adapter_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
 }
 
 #[test]
+fn bench_sweeps_sizes_into_json_lines_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let out = bin()
+        .args(["bench", "--backend", "cpu", "--json", "--instances", "2,3"])
+        .args(["--neurons", "32", "--steps", "50", "--nc", "8"])
+        .args(["--out", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let file = std::fs::read_to_string(out_dir.join("bench.jsonl")).unwrap();
+    let saved: Vec<serde_json::Value> = file
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed, saved, "stdout and bench.jsonl carry the same runs");
+    let sizes: Vec<u64> = saved
+        .iter()
+        .map(|r| r["instances"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![2, 3], "one run per size, in order");
+    for r in &saved {
+        // throughput is what was simulated over the wall time it took
+        let ns = r["neuron_steps_per_s"].as_f64().unwrap();
+        let wall = r["wall_seconds"].as_f64().unwrap();
+        let e = r["instances"].as_f64().unwrap();
+        assert!((ns * wall / (e * 32.0 * 50.0) - 1.0).abs() < 1e-6, "{r}");
+        assert!(r["setup_seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["kernel_seconds"].is_null(),
+            "the CPU has no kernel time: {r}"
+        );
+    }
+    let png = std::fs::read(out_dir.join("throughput.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // a bad size in the list fails before anything runs or is written
+    let none = dir.path().join("none");
+    let out = bin()
+        .args(["bench", "--backend", "cpu", "--instances", "2,100000000"])
+        .args(["--out", none.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!none.exists(), "nothing may be written");
+}
+
+#[test]
 fn sizes_beyond_the_machine_fail_at_once_and_write_nothing() {
     // N = 2e9 (a typo for 2000): the limit is checked before the teacher trains or the run
     // folder (config.toml) is written
