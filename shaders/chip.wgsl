@@ -6,10 +6,12 @@
 // `chip::Instance` with `engine::lif_step::NeuronConsts::from_instance`.
 //
 // A chip's block in `inst` (`instance_block` on the host): an InstanceInfo (2 vec4), the
-// QuadConsts as 8 blocks of nq quads (field-major, in the struct's order), then the input
-// projection [ch][quad]. Effective recurrent weights and decoder are procedural:
-// W_eff = (1 + sigma z) W with z from Philox keyed like the CPU (W_SLOW (pre, post/4) lane
-// post%4, W_FAST (pre, post/4) lane post%4, W_D (k, i/4) lane i%4).
+// QuadConsts as 8 blocks of nq quads (field-major, in the struct's order), the input
+// projection [ch][quad], then per extra synapse type k (KX of them) e^{-dt/tau_k} and 1/tau_k
+// as two blocks of nq quads (from xb = 2 + (8 + C) nq). Effective recurrent weights and
+// decoder are procedural: W_eff = (1 + sigma z) W with z from Philox keyed like the CPU
+// (W_SLOW (pre, post/4) lane post%4, W_FAST (pre, post/4) lane post%4, w_extra(k) likewise,
+// W_D (k, i/4) lane i%4).
 
 // The head of a chip's block.
 struct InstanceInfo {
@@ -60,6 +62,29 @@ fn propagate_spike(n: NeuronQuad, ws: vec4<f32>, slow_on: bool, fast_on: bool, j
         m.i_fast = m.i_fast + w * inst[pb + 3u * nq + q];
     }
     return m;
+}
+
+// Step 2 for the extra synapse types of owned quad m (quad q): I_k *= e^{-dt/tau_k,i}, the
+// chip's decays from its extra-type blocks at xb.
+fn decay_extra(m: u32, xb: u32, nq: u32, q: u32) {
+    for (var k = 0u; k < KX; k++) {
+        nrx[m][k] = nrx[m][k] * inst[xb + 2u * k * nq + q]; // I_k *= e^{-dt/tau_k,i}
+    }
+}
+
+// Step 6 for spike j onto owned quad m (quad q) for the extra synapse types whose matrix is
+// nonzero (bit k of `on`): I_k[i] += W_k_eff[j][i] / tau_k,i, with W_k [pre][quad] at vec4
+// off + k N nq of `net`, W_k_eff = (1 + sigma z) W_k, z from stream w_extra(k) keyed
+// (pre, post/4) lane post%4 and sigma W_slow's (an extra type is a slow synapse circuit).
+fn propagate_extra(m: u32, j: u32, q: u32, nq: u32, n: u32, xb: u32, on: u32, off: u32, info: InstanceInfo, key: vec2<u32>) {
+    for (var k = 0u; k < KX; k++) {
+        if ((on >> k) & 1u) == 0u {
+            continue;
+        }
+        // W_k_eff[j][q] = (1 + sigma z) W_k[j][q]
+        let w = mismatched(net[off + (k * n + j) * nq + q], info.sigma_w_slow, info.index, STREAM_W_EXTRA0 + 2u * k, j, q, key);
+        nrx[m][k] = nrx[m][k] + w * inst[xb + (2u * k + 1u) * nq + q]; // I_k += W_k_eff / tau_k
+    }
 }
 
 // The state of quad q at the start of trial `trial`: V_i = V_reset + u (V_th_i - V_reset),

@@ -41,6 +41,44 @@ struct NeuronQuad {
 // The quads this invocation owns (lid, lid + WG, ...), held in registers within a dispatch.
 var<private> nrn: array<NeuronQuad, QPI>;
 
+// ---- Extra synapse types (`Network::extra_synapses`, docs/design.md "Synapse types"). The host
+// sets KX, their number (0 for Network ADS and in the learning kernels), and KXA = max(KX, 1)
+// (WGSL has no zero-length array). With KX = 0 every loop over k below has no trip and a
+// constant bound, so the compiler drops it: the kernels are the ones without the types.
+// The currents I_k of the owned quads, in registers within a dispatch like `nrn`
+// (nrx[m][k] is quad m's I_k), in `state` between dispatches (KX blocks of nq quads from xsb).
+var<private> nrx: array<array<vec4<f32>, KXA>, QPI>;
+
+// Step 1's recurrent current with the extra types of owned quad m: cur + I_0 + I_1 + ...
+// (ascending k, the CPU's order of additions).
+fn add_extra_currents(cur: vec4<f32>, m: u32) -> vec4<f32> {
+    var c = cur;
+    for (var k = 0u; k < KX; k++) {
+        c = c + nrx[m][k]; // I += I_k
+    }
+    return c;
+}
+
+// Owned quad m's extra currents at the start of a dispatch: 0 at the start of the trial
+// (`fresh`), else as the previous dispatch left them in block xsb of `state`.
+fn load_extra(m: u32, xsb: u32, nq: u32, q: u32, fresh: bool) {
+    for (var k = 0u; k < KX; k++) {
+        nrx[m][k] = select(state[xsb + k * nq + q], vec4<f32>(0.0), fresh); // I_k(0) = 0
+    }
+}
+
+// Every owned quad's extra currents into block xsb of `state` (the end of a dispatch).
+fn store_extra(lid: u32, xsb: u32, nq: u32) {
+    for (var m = 0u; m < QPI; m++) {
+        let q = lid + m * WG;
+        if q < nq {
+            for (var k = 0u; k < KX; k++) {
+                state[xsb + k * nq + q] = nrx[m][k];
+            }
+        }
+    }
+}
+
 // Step 1's input term for quad q: cur + sum_ch c_ch(t) P[ch][q], with c(t) = inputs[in_base..]
 // and P [ch][quad] from vec4 p0 of the kernel's projection buffer; silent channels skipped.
 fn add_input(cur: vec4<f32>, in_base: u32, c_in: u32, p0: u32, nq: u32, q: u32) -> vec4<f32> {

@@ -13,6 +13,9 @@ const STREAM_W_FAST: u32 = 8u;
 const STREAM_W_D: u32 = 6u;
 const STREAM_INIT_V: u32 = 10u;
 const STREAM_NOISE: u32 = 11u;
+// W_extra_k's factors: stream w_extra(k) = STREAM_W_EXTRA0 + 2k (`Stream::w_extra`; the
+// per-neuron tau_k, stream 16 + 2k, is drawn on the host)
+const STREAM_W_EXTRA0: u32 = 17u;
 
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;

@@ -331,6 +331,10 @@ pub struct ReservoirConfig {
     pub ridge: f64,
     /// Constant bias current of the reservoir neurons (replaces `snn.bias`).
     pub bias: f32,
+    /// Time constants (ms) of further synapse types: each gets its own fixed sparse random
+    /// recurrence drawn like the slow one (`p`, `gain`), so the reservoir mixes timescales
+    /// (a multi-timescale reservoir). Empty: the slow synapse type only.
+    pub extra_tau_ms: Vec<f32>,
 }
 
 impl Default for ReservoirConfig {
@@ -343,6 +347,7 @@ impl Default for ReservoirConfig {
             input_gain: 1.5,
             ridge: 1e-4,
             bias: 0.3,
+            extra_tau_ms: Vec::new(),
         }
     }
 }
@@ -887,6 +892,20 @@ impl Config {
         }
         in_unit(&mut p, "training.reservoir.p", v.p as f64);
         in_unit(&mut p, "training.reservoir.input_p", v.input_p as f64);
+        for (k, &tau) in v.extra_tau_ms.iter().enumerate() {
+            positive(
+                &mut p,
+                &format!("training.reservoir.extra_tau_ms[{k}]"),
+                tau as f64,
+            );
+        }
+        if v.extra_tau_ms.len() > crate::snn::MAX_EXTRA_SYNAPSE_TYPES {
+            p.push(format!(
+                "training.reservoir.extra_tau_ms lists {} synapse types; a network has at most {}",
+                v.extra_tau_ms.len(),
+                crate::snn::MAX_EXTRA_SYNAPSE_TYPES
+            ));
+        }
         if r.method != crate::snn::Method::Ads && (r.hardware.enabled() || r.qat_bits > 0) {
             p.push(format!(
                 "training.method = \"{}\": hardware-aware training and QAT are Network ADS recipes; \

@@ -390,3 +390,130 @@ fn run_with_a_baseline_runs_the_pipeline_without_a_plain_twin() {
     let net = Network::load(&run.join("snn/network.safetensors")).unwrap();
     assert_eq!(net.method, Method::Reservoir);
 }
+
+/// `training.reservoir.extra_tau_ms` makes a multi-timescale reservoir: each type its own fixed
+/// sparse recurrence from the seed, kept through the network file (the reloaded network gives
+/// the same outputs on mismatched chips), and changing what the reservoir computes.
+#[test]
+fn a_multi_timescale_reservoir_keeps_its_synapse_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = common::random_teacher(16, 3);
+    let device = burn::tensor::Device::flex();
+    let cfg = small_config(Method::Reservoir)
+        .with_override("training.reservoir.extra_tau_ms", "[30.0, 300.0]", "test")
+        .unwrap();
+    let task = cfg.task();
+    let out = robust_snn::baselines::train(&cfg, &teacher, task.as_ref(), &device, false).unwrap();
+    let net = &out.net;
+    let taus: Vec<f32> = net.extra_synapses.iter().map(|t| t.tau_ms).collect();
+    assert_eq!(taus, vec![30.0, 300.0]);
+    // sparse (p = 0.1 of the 40 x 39 synapses, zero diagonal), and not the slow recurrence
+    for t in &net.extra_synapses {
+        let nonzero = t.w.iter().filter(|&&w| w != 0.0).count();
+        assert!((80..=250).contains(&nonzero), "{nonzero} synapses");
+        assert!((0..40).all(|i| t.w[i * 40 + i] == 0.0));
+        assert_ne!(t.w, net.w_slow);
+    }
+    assert_ne!(net.extra_synapses[0].w, net.extra_synapses[1].w);
+    // drawn from the configured seed: the untrained reservoir has the same types
+    let fresh = robust_snn::baselines::reservoir::init(&cfg, task.channels(), 1, cfg.seed).unwrap();
+    assert_eq!(fresh.extra_synapses, net.extra_synapses);
+    let path = dir.path().join("reservoir.safetensors");
+    net.save(&path).unwrap();
+    let back = Network::load(&path).unwrap();
+    assert_eq!(&back, net);
+    let (a, b) = (outputs(net, task.as_ref()), outputs(&back, task.as_ref()));
+    assert_eq!(a, b, "reloaded outputs differ");
+    assert!(a.iter().flatten().any(|&y| y != 0.0), "silent output");
+    let mut without = net.clone();
+    without.extra_synapses.clear();
+    assert_ne!(
+        outputs(&without, task.as_ref()),
+        a,
+        "the types change nothing"
+    );
+    // a time constant that is not > 0 is refused by name
+    let e = small_config(Method::Reservoir)
+        .with_override("training.reservoir.extra_tau_ms", "[40.0, 0.0]", "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("training.reservoir.extra_tau_ms[1] must be > 0"),
+        "{e}"
+    );
+}
+
+/// The local rule and the DYNAP-SE1 mapping know W_fast and W_slow only: a network with further
+/// synapse types is refused with a message saying so, and `run` skips the export of a
+/// multi-timescale reservoir with that reason.
+#[test]
+fn extra_synapse_types_are_refused_by_the_local_rule_and_the_dynapse1_mapping() {
+    let teacher = common::random_teacher(16, 3);
+    let cfg = small_config(Method::Ads);
+    let task = cfg.task();
+    let make = |seed: u64| {
+        let net = Network::init(
+            cfg.snn.clone(),
+            teacher.w_in.clone(),
+            teacher.w_out.clone(),
+            teacher.nc,
+            teacher.n_in,
+            teacher.n_out,
+            seed,
+        )?;
+        net.with_synapse_type(40.0, vec![0.001; 40 * 40])
+    };
+    let opts = robust_snn::learn::trainer::TrainOptions::default();
+    let Err(e) = robust_snn::learn::trainer::train_networks(
+        &make,
+        &teacher,
+        task.as_ref(),
+        &cfg.training,
+        cfg.seed,
+        &opts,
+    ) else {
+        panic!("the rule trained a network with an extra synapse type");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("Network ADS training (the local rule) supports only the synapse types"),
+        "{e}"
+    );
+    let e = robust_snn::export::dynapse1::map::map_network(
+        &make(1).unwrap(),
+        &robust_snn::export::dynapse1::map::MapOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("the DYNAP-SE1 mapping supports only"), "{e}");
+    let multi = small_config(Method::Reservoir)
+        .with_override("training.reservoir.extra_tau_ms", "[40.0]", "test")
+        .unwrap();
+    let e = robust_snn::export::dynapse1::stage::check_fits(&multi)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("training.reservoir.extra_tau_ms"), "{e}");
+    robust_snn::export::dynapse1::stage::check_fits(&small_config(Method::Reservoir)).unwrap();
+    // `run` trains and studies the multi-timescale reservoir, then skips the export with that
+    // reason, as it does for a network too large for the board
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = bin()
+        .args(["run", "--config", "configs/xor.toml", "--out"])
+        .arg(&run)
+        .args(["--backend", "cpu", "--method", "reservoir"])
+        .args(["--set", "training.reservoir.extra_tau_ms=[40.0]"])
+        .args(TINY)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("DYNAP-SE1 export skipped: the reservoir has synapse types beyond"),
+        "{err}"
+    );
+    assert!(run.join("robustness/summary.json").is_file());
+    assert!(!run.join("dynapse1").exists());
+    let net = Network::load(&run.join("snn/network.safetensors")).unwrap();
+    assert_eq!(net.extra_synapses.len(), 1);
+}

@@ -530,3 +530,154 @@ fn the_planned_dispatch_fits_the_loop_limit_even_when_every_neuron_spikes() {
         ),
     }
 }
+
+#[test]
+fn one_and_three_synapse_types_simulate_the_same_on_cpu_and_gpu() {
+    // The WGSL twin of the extra synapse types (Network::extra_synapses) on mismatched chips
+    // (20 %, so every type's tau and factors are drawn) with membrane noise: one type (W_slow
+    // alone, W_fast zero) and three (W_fast, W_slow and a 40 ms type). The tolerances are
+    // assert_agrees_with_cpu's: V within 1e-4 until the spike trains part, counts within 2 %.
+    let Some(e) = engine() else { return };
+    let (n, nc, steps) = (64, 8, 600);
+    // test_net's W_fast at a tenth: at full strength it drives every chip to saturation
+    // (~500 Hz), where spike timing hardly matters; this one fires at tens of Hz
+    let mut base = test_net(n, nc, 2, 2, 31);
+    base.w_fast.iter_mut().for_each(|w| *w *= 0.1);
+    let mut one = base.clone();
+    one.w_fast.iter_mut().for_each(|w| *w = 0.0);
+    let mut rng = StdRng::seed_from_u64(77);
+    let w40: Vec<f32> = (0..n * n)
+        .map(|k| {
+            if k / n == k % n {
+                0.0
+            } else {
+                rng.random_range(-0.01..0.01)
+            }
+        })
+        .collect();
+    let three = base.clone().with_synapse_type(40.0, w40).unwrap();
+    let inputs: Vec<Vec<f32>> = (0..2)
+        .map(|s| smooth_input(steps, 2, 0.5, s + 11))
+        .collect();
+    let pert = Perturbation {
+        mismatch: 0.2,
+        noise: 0.01,
+        ..Default::default()
+    };
+    let mut outs = Vec::new();
+    for (what, net) in [("one type", &one), ("three types", &three)] {
+        let cpu = run(&CpuEngine, net, &pert, 19, 0..3, &inputs, 0, steps, ALL);
+        let gpu = run(&e, net, &pert, 19, 0..3, &inputs, 0, steps, ALL);
+        for (k, (gi, ci)) in gpu.trials.iter().zip(&cpu.trials).enumerate() {
+            for (j, (g, c)) in gi.iter().zip(ci).enumerate() {
+                let div = first_divergence(g, c, steps);
+                eprintln!("{what} chip {k} trial {j}: spikes identical for {div} of {steps} steps");
+                assert_agrees_with_cpu(g, c, n, steps, &format!("{what} chip {k} trial {j}"));
+            }
+        }
+        // both count every type's propagated synapses alike
+        let rel = (gpu.synaptic_events as f64 - cpu.synaptic_events as f64).abs()
+            / cpu.synaptic_events as f64;
+        assert!(rel <= 0.02, "{what}: synaptic events {rel}");
+        let identical = gpu.trials == cpu.trials;
+        if identical {
+            assert_eq!(gpu.synaptic_events, cpu.synaptic_events);
+        }
+        // on adapters that do not contract a * b + c into FMA (lavapipe does not) the whole
+        // output is bit-identical; it is reported, not required
+        eprintln!("{what}: outputs bit-identical to the CPU: {identical}");
+        outs.push((cpu, gpu));
+    }
+    let (three_cpu, three_gpu) = &outs[1];
+    // the third type's currents persist across dispatches: dispatches of 7 steps give the same
+    // bits as the planned ones
+    let short = GpuEngine::with_shared_context(e.shared_context())
+        .with_steps_per_dispatch(StepsPerDispatch::AtMost(7));
+    let cut = run(&short, &three, &pert, 19, 0..3, &inputs, 0, steps, ALL);
+    assert!(short.last_stats().dispatches >= steps / 7);
+    assert!(
+        cut == *three_gpu,
+        "dispatches of 7 steps changed the output"
+    );
+    // and the third type matters: without it (the same W_fast and W_slow) every chip spikes
+    // differently, on both engines
+    let two_gpu = run(&e, &base, &pert, 19, 0..3, &inputs, 0, steps, ALL);
+    let two_cpu = run(&CpuEngine, &base, &pert, 19, 0..3, &inputs, 0, steps, ALL);
+    for k in 0..3 {
+        for j in 0..2 {
+            let (with, without) = (&three_gpu.trials[k][j], &two_gpu.trials[k][j]);
+            assert_ne!(with.spikes, without.spikes, "gpu chip {k} trial {j}");
+            assert_ne!(
+                three_cpu.trials[k][j].spikes, two_cpu.trials[k][j].spikes,
+                "cpu chip {k} trial {j}"
+            );
+            let (a, b): (u32, u32) = (
+                with.spike_counts.iter().sum(),
+                without.spike_counts.iter().sum(),
+            );
+            eprintln!("chip {k} trial {j}: {a} spikes with the 40 ms type, {b} without");
+        }
+    }
+}
+
+#[test]
+fn the_planned_dispatch_fits_the_loop_limit_with_the_most_synapse_types() {
+    // The loop budget with every extra synapse type (engine::gpu::dispatch): every neuron
+    // spikes at every step and each of the 8 types propagates every spike, with 4 quads per
+    // invocation (workgroup 8, N = 128) so the loops over the types nest inside the loops over
+    // the owned quads. The planned K must never be cut short; on an adapter with the loop
+    // limit, one dispatch of the whole job must be. No mismatch: the factors are no loops, and
+    // without them the test stays quick on a software adapter.
+    let Some(e) = engine() else { return };
+    let e = GpuEngine::with_shared_context(e.shared_context()).with_workgroup_size(8);
+    let (n, steps) = (128, 300);
+    let mut net = test_net(n, 8, 2, 1, 29);
+    net.params.bias = 1e3;
+    net.w_fast.iter_mut().for_each(|w| *w = 0.0);
+    for k in 0..robust_snn::snn::MAX_EXTRA_SYNAPSE_TYPES {
+        let w = net.w_slow.iter().map(|w| 0.1 * w).collect();
+        net = net.with_synapse_type(5.0 + 10.0 * k as f32, w).unwrap();
+    }
+    let inputs = vec![smooth_input(steps, 2, 1.0, 9)];
+    let pert = Perturbation::default();
+    let rec = Record::default();
+    let out = run(&e, &net, &pert, 5, 0..1, &inputs, 0, steps, rec);
+    let st = e.last_stats();
+    eprintln!(
+        "saturated N = {n}, 8 types: K = {}, {} dispatches",
+        st.steps_per_dispatch, st.dispatches
+    );
+    let o = &out.trials[0][0];
+    assert!(
+        o.spike_counts.iter().all(|&c| c as usize == steps),
+        "every neuron spikes every step"
+    );
+    assert_eq!(st.dispatches, steps.div_ceil(st.steps_per_dispatch));
+    // the events of all nine recurrent matrices, counted as the CPU counts them
+    let cpu = run(&CpuEngine, &net, &pert, 5, 0..1, &inputs, 0, steps, rec);
+    assert_eq!(out.synaptic_events, cpu.synaptic_events);
+    let whole = GpuEngine::with_shared_context(e.shared_context())
+        .with_workgroup_size(8)
+        .with_steps_per_dispatch(StepsPerDispatch::Unchecked(steps));
+    let job = EnsembleJob {
+        net: &net,
+        perturbation: &pert,
+        seed: 5,
+        instances: 0..1,
+        inputs: &inputs,
+        trial_offset: 0,
+        steps,
+        record: rec,
+    };
+    match whole.simulate(&job) {
+        Err(EngineError::Backend(m)) if has_loop_limit(&e) => {
+            assert!(m.contains("cut a loop short"), "{m}");
+        }
+        Ok(o) if !has_loop_limit(&e) => assert!(o == out, "one dispatch changed the output"),
+        other => panic!(
+            "loop limit {}: one dispatch of {steps} steps gave {:?}",
+            has_loop_limit(&e),
+            other.map(|o| o.synaptic_events)
+        ),
+    }
+}

@@ -25,6 +25,34 @@ fn the_ensemble_kernel_validates_for_every_shape() {
 }
 
 #[test]
+fn the_ensemble_kernel_validates_with_extra_synapse_types() {
+    // KX > 0 is another text of the kernel (the host sets KX): one, three and the most types,
+    // each on shapes with one and several quads per invocation
+    for kx in [1, 3, robust_snn::snn::MAX_EXTRA_SYNAPSE_TYPES] {
+        for s in shapes() {
+            let s = s.with_extra_types(kx);
+            if let Err(e) = shaders::validate(&shaders::ensemble(&s)) {
+                panic!("lif_ensemble with KX = {kx} for {s:?}:\n{e}");
+            }
+        }
+    }
+    // and the kernels differ only in the host's constants
+    let s = Shape::new(40, 8, 64);
+    let (a, b) = (
+        shaders::ensemble(&s),
+        shaders::ensemble(&s.with_extra_types(3)),
+    );
+    assert!(a.contains("const KX: u32 = 0u;") && a.contains("const KXA: u32 = 1u;"));
+    assert!(b.contains("const KX: u32 = 3u;") && b.contains("const KXA: u32 = 3u;"));
+    assert_eq!(
+        a.replace("const KX: u32 = 0u;", "")
+            .replace("const KXA: u32 = 1u;", ""),
+        b.replace("const KX: u32 = 3u;", "")
+            .replace("const KXA: u32 = 3u;", "")
+    );
+}
+
+#[test]
 fn the_learning_kernel_validates_for_every_shape() {
     for s in shapes() {
         if let Err(e) = shaders::validate(&shaders::learn(&s)) {

@@ -3,6 +3,11 @@
 //! spike trains is trained, by ridge regression on the task target over every step of the
 //! training trials. The penalty is chosen on the validation trials from a grid around
 //! `training.reservoir.ridge`.
+//!
+//! With `training.reservoir.extra_tau_ms` the reservoir has further synapse types
+//! (`Network::extra_synapses`), each with its own fixed sparse random recurrence drawn like the
+//! slow one: a multi-timescale reservoir, whose filtered spike trains carry more of the input's
+//! history.
 
 use std::time::Instant;
 
@@ -15,6 +20,8 @@ use crate::tasks::{Split, Task};
 /// Keys the reservoir's fixed weights apart from every other draw of the seed.
 const RECURRENCE_KEY: u64 = 0x5E5E_0001;
 const INPUT_KEY: u64 = 0x5E5E_0002;
+/// Extra synapse type k's recurrence is keyed `seed ^ (EXTRA_KEY + k)`.
+const EXTRA_KEY: u64 = 0x5E5E_0100;
 /// Multiples of the configured relative penalty tried on validation.
 const RIDGE_GRID: [f64; 5] = [0.01, 0.1, 1.0, 10.0, 100.0];
 /// Trials simulated at once (bounds the recorded features: chunk x T x N floats).
@@ -27,7 +34,7 @@ pub fn init(cfg: &Config, n_in: usize, n_out: usize, seed: u64) -> Result<Networ
     let n = params.n;
     let w_rec = weights::sparse_recurrence(n, rc.p, rc.gain, seed ^ RECURRENCE_KEY);
     let input = weights::sparse_input(n, n_in, rc.input_p, rc.input_gain, seed ^ INPUT_KEY);
-    Ok(Network::direct(
+    let mut net = Network::direct(
         params,
         Method::Reservoir,
         n_in,
@@ -35,7 +42,12 @@ pub fn init(cfg: &Config, n_in: usize, n_out: usize, seed: u64) -> Result<Networ
         input,
         w_rec,
         vec![0.0; n_out * n],
-    )?)
+    )?;
+    for (k, &tau_ms) in rc.extra_tau_ms.iter().enumerate() {
+        let w = weights::sparse_recurrence(n, rc.p, rc.gain, seed ^ (EXTRA_KEY + k as u64));
+        net = net.with_synapse_type(tau_ms, w)?;
+    }
+    Ok(net)
 }
 
 /// Task outputs (steps x n_out) of the readout `w` (N x n_out, row-major) on features r(t).

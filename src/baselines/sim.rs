@@ -3,7 +3,7 @@
 //! for online learning (FORCE).
 
 use crate::chip::Perturbation;
-use crate::engine::lif_step::{NeuronConsts, State, StepWeights, step};
+use crate::engine::lif_step::{NeuronConsts, State, StepWeights, step_with_types};
 use crate::engine::{CpuEngine, Engine, EngineError, EnsembleJob, Record, transpose};
 use crate::snn::Network;
 
@@ -94,15 +94,21 @@ pub fn run_with_hook(
         d_t: &d_t,
         input_proj_t: &proj_t,
     };
+    let extra: Vec<Option<&[f32]>> = net
+        .extra_synapses
+        .iter()
+        .map(|t| t.is_nonzero().then_some(&t.w[..]))
+        .collect();
     let mut st = State::new(n, net.nc);
     let mut v0 = vec![0f32; n];
     crate::chip::instance::initial_v(seed, 0, trial, net.params.v_reset, &consts.v_th, &mut v0);
     st.reset(&v0);
     let mut spikes = 0u64;
     for t in 0..steps {
-        step(
+        step_with_types(
             &consts,
             &w,
+            &extra,
             &mut st,
             &input[t * c..(t + 1) * c],
             t as u32,

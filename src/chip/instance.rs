@@ -8,6 +8,9 @@
 //! * per synapse `F, D, W_slow` multiplied by `(1 + sigma z)`;
 //! * `MismatchMode::Full` also perturbs `tau_fast`, `tau_out` (per neuron) and `W_fast` (per
 //!   synapse); `Paper` leaves them nominal, as the paper did.
+//! * extra synapse type k (`Network::extra_synapses`): per neuron tau_k with tau_slow's sigma
+//!   (stream `tau_extra(k)`), per synapse factors with W_slow's sigma (stream `w_extra(k)`,
+//!   procedural like W_slow's): an extra type is a slow synapse circuit like W_slow's.
 //!
 //! The W_slow / W_fast factors are procedural: `Instance` stores only O(N·Nc + N·C) data; the
 //! factors of a row are regenerated with [`Instance::fill_factors`] (one Philox call serves 4
@@ -223,6 +226,9 @@ pub struct Instance {
     pub v_th: Vec<f32>,
     pub tau_fast: Vec<f32>,
     pub tau_out: Vec<f32>,
+    /// Per extra synapse type k (`Network::extra_synapses`), tau_k of every neuron (s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tau_extra: Vec<Vec<f32>>,
     pub silenced: Vec<bool>,
     /// Folded input projection with the mismatched F, N x C (A · F_inst · W_in_teacherᵀ).
     pub input_proj: Vec<f32>,
@@ -283,6 +289,12 @@ impl Instance {
         let v_th = per_neuron(Stream::V_TH, p.v_th, cv.v_th, false);
         let tau_fast = per_neuron(Stream::TAU_FAST, p.tau_fast_ms * 1e-3, cv.tau_fast, true);
         let tau_out = per_neuron(Stream::TAU_OUT, p.tau_out_ms * 1e-3, cv.tau_out, true);
+        let tau_extra = net
+            .extra_synapses
+            .iter()
+            .enumerate()
+            .map(|(k, t)| per_neuron(Stream::tau_extra(k), t.tau_ms * 1e-3, cv.tau_slow, true))
+            .collect();
 
         // Per-synapse F (N x Nc) and D (Nc x N); a given input projection (N x C) is mismatched
         // per element instead of through F.
@@ -320,6 +332,7 @@ impl Instance {
             v_th,
             tau_fast,
             tau_out,
+            tau_extra,
             silenced,
             input_proj,
             d,
@@ -356,9 +369,10 @@ impl Instance {
     }
 
     /// The mismatch sigma of the recurrent matrix whose factors come from `stream`
-    /// ([`Stream::W_SLOW`] or [`Stream::W_FAST`]; 0 for any other stream).
+    /// ([`Stream::W_SLOW`], [`Stream::W_FAST`] or an extra type's [`Stream::w_extra`], which
+    /// shares W_slow's sigma; 0 for any other stream).
     pub fn factor_sigma(&self, stream: Stream) -> f32 {
-        if stream == Stream::W_SLOW {
+        if stream == Stream::W_SLOW || stream.extra_type().is_some() {
             self.w_slow_sigma
         } else if stream == Stream::W_FAST {
             self.w_fast_sigma
@@ -368,7 +382,7 @@ impl Instance {
     }
 
     /// `out[post] = 1 + sigma z(stream, pre, post)`: the mismatch factors of row `pre` (the
-    /// synapses pre -> post) of the recurrent matrix `stream` (W_SLOW or W_FAST).
+    /// synapses pre -> post) of the recurrent matrix `stream` (W_SLOW, W_FAST or `w_extra(k)`).
     pub fn fill_factors(&self, stream: Stream, pre: u32, out: &mut [f32]) {
         rng::fill_factors_row(
             self.seed,
@@ -718,5 +732,60 @@ mod tests {
             Instance::draw(&net, &pert, 8, 1).input_proj,
             inst.input_proj
         );
+    }
+
+    #[test]
+    fn extra_synapse_types_draw_their_own_streams_and_leave_the_rest_unchanged() {
+        let plain = net(100);
+        let w: Vec<f32> = (0..100 * 100).map(|k| 0.001 * (k % 13) as f32).collect();
+        let typed = plain
+            .clone()
+            .with_synapse_type(40.0, w.clone())
+            .unwrap()
+            .with_synapse_type(300.0, w)
+            .unwrap();
+        let pert = Perturbation {
+            mismatch: 0.2,
+            ..Default::default()
+        };
+        let insts: Vec<Instance> = (0..200)
+            .map(|k| Instance::draw(&typed, &pert, 11, k))
+            .collect();
+        for (k, tau_ms) in [(0usize, 40f32), (1, 300.0)] {
+            let mu = tau_ms as f64 * 1e-3;
+            let v: Vec<f32> = insts
+                .iter()
+                .flat_map(|i| i.tau_extra[k].iter().copied())
+                .collect();
+            let (m, cv) = mean_cv(&v);
+            assert!((m / mu - 1.0).abs() < 0.01, "type {k} mean {m}");
+            assert!((cv / 0.2 - 1.0).abs() < 0.03, "type {k} cv {cv}");
+            // tau_k of neuron i is |mu (1 + 0.2 z)| with z from stream tau_extra(k)
+            let z = rng::neuron_normal(11, 3, Stream::tau_extra(k), 7);
+            assert_eq!(
+                insts[3].tau_extra[k][7],
+                perturbed_tau(tau_ms * 1e-3, 0.2, z)
+            );
+        }
+        // the two types draw different taus, and neither is tau_slow's draw
+        assert_ne!(insts[0].tau_extra[0], insts[0].tau_extra[1]);
+        let scaled: Vec<f32> = insts[0].tau_slow.iter().map(|t| t * 0.04 / 0.07).collect();
+        assert_ne!(insts[0].tau_extra[0], scaled);
+        // the synapse factors: W_slow's sigma, the type's own stream
+        let inst = &insts[5];
+        assert_eq!(inst.factor_sigma(Stream::w_extra(1)), inst.w_slow_sigma);
+        let (mut a, mut b) = (vec![0f32; 100], vec![0f32; 100]);
+        inst.fill_factors(Stream::w_extra(1), 4, &mut a);
+        rng::fill_factors_row(11, 5, Stream(19), 4, 0.2, &mut b);
+        assert_eq!(a, b);
+        inst.fill_factors(Stream::W_SLOW, 4, &mut b);
+        assert_ne!(a, b);
+        // every other draw is the one of the same network without the types
+        let mut without = Instance::draw(&typed, &pert, 11, 5);
+        without.tau_extra.clear();
+        assert_eq!(without, Instance::draw(&plain, &pert, 11, 5));
+        // no mismatch: the nominal tau of each type
+        let nominal = Instance::draw(&typed, &Perturbation::default(), 11, 5);
+        assert!(nominal.tau_extra[1].iter().all(|&t| t == 300f32 * 1e-3));
     }
 }

@@ -40,6 +40,11 @@
 //! | silencing rank of neuron i (raw u32) | SILENCE | i / 4 | 0 | i % 4 |
 //! | initial V of neuron i in trial j (uniform) | INIT_V | j | i / 4 | i % 4 |
 //! | membrane noise of neuron i at step t in trial j | NOISE | j | t * ceil(N/4) + i / 4 | i % 4 |
+//! | tau of extra synapse type k of neuron i | `tau_extra(k)` = 16 + 2k | i / 4 | 0 | i % 4 |
+//! | W_extra_k[pre][post] factor | `w_extra(k)` = 17 + 2k | pre | post / 4 | post % 4 |
+//!
+//! Streams 12-15 are unused; the extra synapse types start at 16 so that the streams of every
+//! existing quantity (and so every existing draw) stay as they were.
 //!
 //! Normal-distributed quantities use `normal4`, uniform ones `uniform4`, the silencing rank uses
 //! the raw `draws`. The `instance` word is always the chip instance index (the trainer uses
@@ -62,6 +67,24 @@ impl Stream {
     pub const SILENCE: Stream = Stream(9);
     pub const INIT_V: Stream = Stream(10);
     pub const NOISE: Stream = Stream(11);
+    /// The first stream of the extra synapse types; type k uses `16 + 2k` and `17 + 2k`.
+    const EXTRA_BASE: u32 = 16;
+
+    /// Per-neuron time constant of extra synapse type `k` (`16 + 2k`).
+    pub const fn tau_extra(k: usize) -> Stream {
+        Stream(Self::EXTRA_BASE + 2 * k as u32)
+    }
+
+    /// Per-synapse factors of extra synapse type `k` (`17 + 2k`).
+    pub const fn w_extra(k: usize) -> Stream {
+        Stream(Self::EXTRA_BASE + 1 + 2 * k as u32)
+    }
+
+    /// The extra synapse type whose weight factors this stream draws (`w_extra(k)` -> `k`).
+    pub fn extra_type(self) -> Option<usize> {
+        (self.0 >= Self::EXTRA_BASE && (self.0 - Self::EXTRA_BASE) % 2 == 1)
+            .then(|| ((self.0 - Self::EXTRA_BASE) / 2) as usize)
+    }
 }
 
 /// Instance word used by the trainer (nominal network, not a chip instance).
@@ -300,6 +323,37 @@ mod tests {
             .sum::<f64>()
             / n as f64;
         assert!((u - 0.5).abs() < 0.005, "uniform mean {u}");
+    }
+
+    #[test]
+    fn the_extra_type_streams_follow_every_existing_stream() {
+        // every existing stream keeps its number (so every existing draw is unchanged) and the
+        // extra types' streams collide with none of them nor with each other
+        let old = [
+            Stream::TAU_MEM,
+            Stream::TAU_SLOW,
+            Stream::V_TH,
+            Stream::TAU_FAST,
+            Stream::TAU_OUT,
+            Stream::W_F,
+            Stream::W_D,
+            Stream::W_SLOW,
+            Stream::W_FAST,
+            Stream::SILENCE,
+            Stream::INIT_V,
+            Stream::NOISE,
+        ];
+        assert_eq!(old.map(|s| s.0), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        let mut seen: std::collections::HashSet<u32> = old.iter().map(|s| s.0).collect();
+        for k in 0..crate::snn::MAX_EXTRA_SYNAPSE_TYPES {
+            assert_eq!(Stream::tau_extra(k).0, 16 + 2 * k as u32);
+            assert_eq!(Stream::w_extra(k).0, 17 + 2 * k as u32);
+            assert!(seen.insert(Stream::tau_extra(k).0));
+            assert!(seen.insert(Stream::w_extra(k).0));
+            assert_eq!(Stream::w_extra(k).extra_type(), Some(k));
+            assert_eq!(Stream::tau_extra(k).extra_type(), None);
+        }
+        assert!(old.iter().all(|s| s.extra_type().is_none()));
     }
 
     #[test]

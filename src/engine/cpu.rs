@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::lif_step::{NeuronConsts, NoiseKey, State, StepWeights, step};
+use super::lif_step::{NeuronConsts, NoiseKey, State, StepWeights, step_with_types};
 use super::{
     Engine, EngineError, EnsembleJob, EnsembleOutput, TrialOutput, transpose, validate_job,
 };
@@ -12,8 +12,9 @@ use crate::snn::Network;
 use crate::snn::network::readout;
 
 /// The CPU reference engine: rayon over instances (and over trials when there are fewer
-/// instances than threads). Per worker, the effective (mismatched) W_slow / W_fast of the
-/// current instance is materialised once into reused N x N scratch.
+/// instances than threads). Per worker, the effective (mismatched) W_slow / W_fast (and each
+/// extra synapse type's matrix) of the current instance is materialised once into reused N x N
+/// scratch.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuEngine;
 
@@ -21,6 +22,7 @@ pub struct CpuEngine;
 struct Scratch {
     w_slow: Vec<f32>,
     w_fast: Vec<f32>,
+    w_extra: Vec<Vec<f32>>,
 }
 
 /// The recurrent matrix (`[pre][post]`) a step of instance `inst` reads: `None` when it is all
@@ -48,6 +50,8 @@ struct TrialCtx<'a> {
     inst: &'a Instance,
     consts: &'a NeuronConsts,
     w: StepWeights<'a>,
+    /// The effective matrix of each extra synapse type (`None`: all zero).
+    extra: &'a [Option<&'a [f32]>],
     outdeg: &'a [u32],
     steps: usize,
     record: super::Record,
@@ -72,9 +76,10 @@ fn run_trial(ctx: &TrialCtx, input: &[f32], trial: u32) -> (TrialOutput, u64) {
     let mut counts = vec![0u32; n];
     let mut events = 0u64;
     for t in 0..steps {
-        step(
+        step_with_types(
             ctx.consts,
             &ctx.w,
+            ctx.extra,
             &mut st,
             &input[t * c_in..(t + 1) * c_in],
             t as u32,
@@ -126,6 +131,7 @@ impl Engine for CpuEngine {
         let outdeg = super::outdegree(net);
         let fast_nonzero = net.w_fast.iter().any(|&w| w != 0.0);
         let slow_nonzero = net.w_slow.iter().any(|&w| w != 0.0);
+        let extra_nonzero: Vec<bool> = net.extra_synapses.iter().map(|t| t.is_nonzero()).collect();
         let n_inst = job.instances.len();
         let par_trials = n_inst < rayon::current_num_threads() && job.inputs.len() > 1;
 
@@ -152,6 +158,15 @@ impl Engine for CpuEngine {
                     Stream::W_FAST,
                     &mut scr.w_fast,
                 );
+                scr.w_extra.resize_with(extra_nonzero.len(), Vec::new);
+                let extra: Vec<Option<&[f32]>> = net
+                    .extra_synapses
+                    .iter()
+                    .zip(&extra_nonzero)
+                    .zip(scr.w_extra.iter_mut())
+                    .enumerate()
+                    .map(|(k, ((t, &nz), buf))| effective(nz, &t.w, &inst, Stream::w_extra(k), buf))
+                    .collect();
                 let ctx = TrialCtx {
                     net,
                     inst: &inst,
@@ -162,6 +177,7 @@ impl Engine for CpuEngine {
                         d_t: &d_t,
                         input_proj_t: &input_proj_t,
                     },
+                    extra: &extra,
                     outdeg: &outdeg,
                     steps: job.steps,
                     record: job.record,
@@ -190,8 +206,9 @@ impl Engine for CpuEngine {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::chip::{MismatchMode, Perturbation};
+    use crate::chip::{MismatchCv, MismatchMode, Perturbation};
     use crate::engine::Record;
+    use crate::engine::lif_step::step;
     use crate::snn::SnnParams;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -726,5 +743,104 @@ pub(crate) mod tests {
             CpuEngine.simulate(&job),
             Err(EngineError::InvalidPerturbation(_))
         ));
+    }
+
+    /// An extra synapse type is the slow synapse again with its own tau and matrix: with
+    /// tau = tau_slow and W_slow's matrix (W_slow itself then zero) every output is the one of
+    /// W_slow alone, bit for bit, on mismatched chips with membrane noise; another tau changes
+    /// them.
+    #[test]
+    fn a_further_synapse_type_with_tau_slow_and_w_slow_is_w_slow() {
+        let (mut net, inputs) = drive_net(40);
+        let mut rng = StdRng::seed_from_u64(9);
+        for pre in 0..40 {
+            for post in 0..40 {
+                if pre != post {
+                    net.w_slow[pre * 40 + post] = rng.random_range(-0.02..0.02);
+                }
+            }
+        }
+        // tau_mem, V_th, input and decoder mismatch and membrane noise; tau_slow and W_slow stay
+        // nominal because the extra type draws them from its own streams (a different chip)
+        let pert = Perturbation {
+            cv: Some(MismatchCv {
+                tau_mem: 0.2,
+                v_th: 0.2,
+                w_in: 0.2,
+                d: 0.2,
+                ..Default::default()
+            }),
+            noise: 0.02,
+            ..Default::default()
+        };
+        let tau_slow = net.params.tau_slow_ms;
+        let mut moved = net.clone();
+        moved.w_slow = vec![0.0; 40 * 40];
+        let typed = moved
+            .clone()
+            .with_synapse_type(tau_slow, net.w_slow.clone())
+            .unwrap();
+        let a = job_run(&net, &pert, 13, 0..3, &inputs, 300, ALL);
+        let b = job_run(&typed, &pert, 13, 0..3, &inputs, 300, ALL);
+        let spikes: u32 = a.trials[0][0].spike_counts.iter().sum();
+        assert!(spikes > 50, "the network should spike ({spikes})");
+        assert_eq!(a, b);
+        // the matrix matters (the same net without it spikes differently) ...
+        let none = job_run(&moved, &pert, 13, 0..3, &inputs, 300, ALL);
+        assert_ne!(none.trials[0][0].spikes, a.trials[0][0].spikes);
+        // ... and so does its time constant
+        let slower = moved
+            .with_synapse_type(4.0 * tau_slow, net.w_slow.clone())
+            .unwrap();
+        let c = job_run(&slower, &pert, 13, 0..3, &inputs, 300, ALL);
+        for (ci, ai) in c.trials.iter().zip(&a.trials) {
+            assert_ne!(ci[0].v, ai[0].v);
+            assert_ne!(ci[0].spikes, ai[0].spikes);
+        }
+    }
+
+    #[test]
+    fn an_extra_synapse_kernel_integrates_to_its_weight() {
+        // neuron 0 spikes once; the current of type 0 onto neuron 1 then decays with its tau:
+        // sum I dt = w (dt/tau) / (1 - e^{-dt/tau}) (-> w as dt -> 0), independently of
+        // W_slow's tau
+        let p = SnnParams {
+            n: 2,
+            use_fast: false,
+            ..Default::default()
+        };
+        let net = test_net(p, 1, 1, 1, 2)
+            .with_synapse_type(25.0, vec![0.0, 0.4, 0.0, 0.0])
+            .unwrap();
+        let mut c = NeuronConsts::nominal(&net);
+        c.v_th[1] = f32::INFINITY;
+        assert_eq!(c.inv_tau_extra, vec![vec![40.0f32, 40.0]]);
+        let w = StepWeights {
+            w_fast: None,
+            w_slow: None,
+            d_t: &[0.0, 0.0],
+            input_proj_t: &[0.0, 0.0],
+        };
+        let extra = [Some(&net.extra_synapses[0].w[..])];
+        let mut st = State::new(2, 1);
+        st.v[0] = 5.0;
+        let mut sum = 0f64;
+        for t in 0..2000 {
+            step_with_types(&c, &w, &extra, &mut st, &[0.0], t, None);
+            if t == 0 {
+                assert_eq!(st.spikes, vec![0]);
+                assert_eq!(st.i_extra[0], vec![0.0, 0.4 * 40.0]);
+            }
+            sum += st.i_extra[0][1] as f64 * 1e-3;
+        }
+        let disc = (1.0f64 / 25.0) / (1.0 - (-1.0f64 / 25.0).exp());
+        assert!((sum / (0.4 * disc) - 1.0).abs() < 1e-4, "{sum}");
+        // the current reaches the membrane like I_slow: one step of V with I_0 only
+        let mut st = State::new(2, 1);
+        st.i_extra = vec![vec![0.0, 0.3]];
+        step_with_types(&c, &w, &extra, &mut st, &[0.0], 0, None);
+        // V = 0 + dt/tau_mem (V_rest - 0 + I + b) = 0.02 (0.5 + 0.3)
+        assert!((st.v[1] - 0.02 * 0.8).abs() < 1e-7, "{}", st.v[1]);
+        assert!((st.i_extra[0][1] - 0.3 * (-0.04f32).exp()).abs() < 1e-7);
     }
 }

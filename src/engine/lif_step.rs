@@ -7,17 +7,20 @@
 //! exactly like the paper's reference code: a spike adds `W / tau` (e.g. `W / 0.07`) to a
 //! synaptic current, so the current's time integral (sum · dt) is W.
 //!
-//! # Step order ([`step`]), per neuron i
-//! 1. `I = I_slow + I_fast + I_fb + P c(t) + b` (P = folded input projection, N x C)
+//! # Step order ([`step`] / [`step_with_types`]), per neuron i
+//! 1. `I = I_slow + I_fast + I_fb + sum_k I_k + P c(t) + b` (P = folded input projection,
+//!    N x C; I_k the currents of the extra synapse types, k ascending, added in that order)
 //! 2. `V += dt/tau_mem_i (V_rest - V + I)`; `I_fast *= e^{-dt/tau_fast_i}`,
-//!    `I_slow *= e^{-dt/tau_slow_i}`, `r *= e^{-dt/tau_out_i}` (old values used in 1.)
+//!    `I_slow *= e^{-dt/tau_slow_i}`, `I_k *= e^{-dt/tau_k,i}`, `r *= e^{-dt/tau_out_i}`
+//!    (old values used in 1.)
 //! 3. `V += noise_std z` (membrane noise, key `(NOISE, trial, t ceil(N/4) + i/4)`, lane i%4)
 //! 4. silenced neurons: `V = 0` (and they never spike)
 //! 5. `s_i = V_i >= V_th_i + beta a_i`; `V_i = V_reset`, `r_i += 1/tau_out_i` where s_i; then
 //!    `a_i = rho a_i + s_i` (spike-frequency adaptation; skipped when beta = 0)
 //! 6. event-driven propagation, for each spiking pre j (ascending):
-//!    `I_fast[i] += W_fast[j][i] / tau_fast_i`, `I_slow[i] += W_slow[j][i] / tau_slow_i`
-//!    (both recurrent matrices are pre-major, `[pre][post]`: a spike of j adds row j)
+//!    `I_fast[i] += W_fast[j][i] / tau_fast_i`, `I_slow[i] += W_slow[j][i] / tau_slow_i`,
+//!    `I_k[i] += W_k[j][i] / tau_k,i` for every extra type k
+//!    (every recurrent matrix is pre-major, `[pre][post]`: a spike of j adds row j)
 //! 7. readout: if tau_out is shared, `x~ = x~ e^{-dt/tau_out} + sum_j D[:, j] / tau_out`
 //!    (per spike); otherwise `x~ = D r` (dense). The task output `y~ = W_out_teacherᵀ x~` is
 //!    computed by the caller.
@@ -42,6 +45,10 @@ pub struct NeuronConsts {
     pub inv_tau_slow: Vec<f32>,
     pub decay_out: Vec<f32>,
     pub inv_tau_out: Vec<f32>,
+    /// Per extra synapse type k, `e^{-dt/tau_k,i}` and `1/tau_k,i` of every neuron (empty
+    /// without extra types).
+    pub decay_extra: Vec<Vec<f32>>,
+    pub inv_tau_extra: Vec<Vec<f32>>,
     /// `(e^{-dt/tau_out}, 1/tau_out)` when tau_out is the same for all neurons: the readout is
     /// then updated per spike; `None` means the dense `x~ = D r`.
     pub shared_out: Option<(f32, f32)>,
@@ -100,6 +107,8 @@ impl NeuronConsts {
             inv_tau_slow: inv(tau_slow),
             decay_out,
             inv_tau_out,
+            decay_extra: Vec::new(),
+            inv_tau_extra: Vec::new(),
             shared_out,
             v_rest: p.v_rest,
             v_reset: p.v_reset,
@@ -111,11 +120,26 @@ impl NeuronConsts {
         }
     }
 
+    /// These constants with extra synapse types of per-neuron time constants `taus[k]` (in
+    /// seconds, N each), decays and inverses computed as for tau_slow.
+    pub fn with_extra_taus(mut self, dt_s: f32, taus: &[Vec<f32>]) -> Self {
+        self.decay_extra = taus
+            .iter()
+            .map(|t| t.iter().map(|&t| (-dt_s / t).exp()).collect())
+            .collect();
+        self.inv_tau_extra = taus
+            .iter()
+            .map(|t| t.iter().map(|&t| 1.0 / t).collect())
+            .collect();
+        self
+    }
+
     /// The nominal network: no mismatch, no noise, nothing silenced.
     pub fn nominal(net: &Network) -> Self {
         let p = &net.params;
         let n = net.n;
         let c = |ms: f32| vec![ms * 1e-3; n];
+        let extra: Vec<Vec<f32>> = net.extra_synapses.iter().map(|t| c(t.tau_ms)).collect();
         NeuronConsts::from_taus(
             net,
             &c(p.tau_mem_ms),
@@ -126,6 +150,7 @@ impl NeuronConsts {
             &vec![false; n],
             0.0,
         )
+        .with_extra_taus(p.dt_s(), &extra)
     }
 
     /// One chip instance.
@@ -140,6 +165,7 @@ impl NeuronConsts {
             &inst.silenced,
             inst.noise_std,
         )
+        .with_extra_taus(net.params.dt_s(), &inst.tau_extra)
     }
 }
 
@@ -170,6 +196,8 @@ pub struct State {
     pub v: Vec<f32>,
     pub i_fast: Vec<f32>,
     pub i_slow: Vec<f32>,
+    /// Currents of the extra synapse types (one N vector per type; sized by the first step).
+    pub i_extra: Vec<Vec<f32>>,
     /// Error feedback current (training only; zero otherwise).
     pub i_fb: Vec<f32>,
     /// Filtered spike trains r (1/s).
@@ -189,6 +217,7 @@ impl State {
             v: vec![0.0; n],
             i_fast: vec![0.0; n],
             i_slow: vec![0.0; n],
+            i_extra: Vec::new(),
             i_fb: vec![0.0; n],
             r: vec![0.0; n],
             adapt: vec![0.0; n],
@@ -211,12 +240,16 @@ impl State {
         ] {
             x.iter_mut().for_each(|v| *v = 0.0);
         }
+        for x in &mut self.i_extra {
+            x.iter_mut().for_each(|v| *v = 0.0);
+        }
         self.spikes.clear();
     }
 }
 
 /// One Euler step (see the module docs for the order). `input_t` has C entries; `t` is the
-/// step index (keys the noise); `noise` is used when `c.noise_std > 0`.
+/// step index (keys the noise); `noise` is used when `c.noise_std > 0`. A network with extra
+/// synapse types steps with [`step_with_types`]; here their matrices are taken as zero.
 pub fn step(
     c: &NeuronConsts,
     w: &StepWeights,
@@ -225,8 +258,28 @@ pub fn step(
     t: u32,
     noise: Option<&NoiseKey>,
 ) {
+    step_with_types(c, w, &[], st, input_t, t, noise);
+}
+
+/// [`step`] with the matrices of the extra synapse types: `extra[k]` is type k's `[pre][post]`
+/// matrix (N x N), `None` (or absent) for an all-zero one. The types themselves (their decays
+/// and `1/tau`) are `c.decay_extra` / `c.inv_tau_extra`; `st.i_extra` is sized to them.
+pub fn step_with_types(
+    c: &NeuronConsts,
+    w: &StepWeights,
+    extra: &[Option<&[f32]>],
+    st: &mut State,
+    input_t: &[f32],
+    t: u32,
+    noise: Option<&NoiseKey>,
+) {
     let n = c.n;
-    // 1. input current (without the bias, added below)
+    let kx = c.decay_extra.len();
+    if st.i_extra.len() != kx {
+        st.i_extra.resize_with(kx, || vec![0.0; n]);
+    }
+    // 1. input current (without the bias, added below): I_slow + I_fast + I_fb, then each
+    // extra type's current in ascending k (the WGSL twin adds them in the same order)
     for ((cur, (a, b)), f) in st
         .cur
         .iter_mut()
@@ -234,6 +287,11 @@ pub fn step(
         .zip(&st.i_fb)
     {
         *cur = a + b + f;
+    }
+    for ik in &st.i_extra {
+        for (cur, &x) in st.cur.iter_mut().zip(ik) {
+            *cur += x;
+        }
     }
     for (ch, &u) in input_t.iter().enumerate() {
         if u != 0.0 {
@@ -253,6 +311,11 @@ pub fn step(
     }
     for (x, &d) in st.i_slow.iter_mut().zip(&c.decay_slow) {
         *x *= d;
+    }
+    for (ik, dk) in st.i_extra.iter_mut().zip(&c.decay_extra) {
+        for (x, &d) in ik.iter_mut().zip(dk) {
+            *x *= d;
+        }
     }
     for (x, &d) in st.r.iter_mut().zip(&c.decay_out) {
         *x *= d;
@@ -311,6 +374,14 @@ pub fn step(
             let row = &ws[j * n..(j + 1) * n];
             for ((acc, &wv), &it) in st.i_slow.iter_mut().zip(row).zip(&c.inv_tau_slow) {
                 *acc += wv * it;
+            }
+        }
+        for ((ik, wk), inv) in st.i_extra.iter_mut().zip(extra).zip(&c.inv_tau_extra) {
+            if let Some(wk) = wk {
+                let row = &wk[j * n..(j + 1) * n];
+                for ((acc, &wv), &it) in ik.iter_mut().zip(row).zip(inv) {
+                    *acc += wv * it;
+                }
             }
         }
     }

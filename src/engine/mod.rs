@@ -45,6 +45,7 @@ impl From<crate::snn::SnnError> for EngineError {
                 got,
             },
             crate::snn::SnnError::InvalidParams(m) => EngineError::InvalidParams(m),
+            crate::snn::SnnError::Unsupported(m) => EngineError::InvalidJob(m),
         }
     }
 }
@@ -95,7 +96,7 @@ pub struct EnsembleOutput {
     /// `[instance - instances.start][trial]`.
     pub trials: Vec<Vec<TrialOutput>>,
     /// Sum over spikes of the presynaptic neuron's nonzero outgoing recurrent synapses
-    /// (W_fast and W_slow), i.e. synaptic events actually propagated.
+    /// (W_fast, W_slow and every extra synapse type), i.e. synaptic events actually propagated.
     pub synaptic_events: u64,
     /// instances x trials x N x steps.
     pub neuron_steps: u64,
@@ -141,14 +142,16 @@ pub fn validate_job(job: &EnsembleJob) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Per presynaptic neuron, its nonzero outgoing recurrent synapses (W_fast and W_slow, both
-/// `[pre][post]`): what one spike propagates, so both engines count synaptic events the same way.
+/// Per presynaptic neuron, its nonzero outgoing recurrent synapses (W_fast, W_slow and every
+/// extra synapse type, all `[pre][post]`): what one spike propagates, so both engines count
+/// synaptic events the same way.
 pub fn outdegree(net: &Network) -> Vec<u32> {
     let n = net.n;
     (0..n)
         .map(|j| {
             let nonzero = |m: &[f32]| m[j * n..(j + 1) * n].iter().filter(|&&w| w != 0.0).count();
-            (nonzero(&net.w_fast) + nonzero(&net.w_slow)) as u32
+            let extra: usize = net.extra_synapses.iter().map(|t| nonzero(&t.w)).sum();
+            (nonzero(&net.w_fast) + nonzero(&net.w_slow) + extra) as u32
         })
         .collect()
 }

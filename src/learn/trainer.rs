@@ -543,6 +543,11 @@ pub fn train_networks(
         .iter()
         .map(|&s| make_net(s).map(|n| qat_start(n, cfg)))
         .collect::<Result<_, _>>()?;
+    // the rule (CPU and GPU trainers alike) learns W_slow beside W_fast; it has no step for
+    // further synapse types, so a network with them is refused here, before any trainer exists
+    for net in &nets {
+        net.require_two_synapse_types("Network ADS training (the local rule)")?;
+    }
     let mut best = nets.clone();
     let mut run = RunState {
         seeds: seeds.clone(),

@@ -11,4 +11,8 @@ pub enum SnnError {
     },
     #[error("invalid parameters: {0}")]
     InvalidParams(String),
+    /// A valid network that the code asked cannot handle (e.g. synapse types beyond W_fast and
+    /// W_slow for the local rule or the DYNAP-SE1 mapping).
+    #[error("{0}")]
+    Unsupported(String),
 }

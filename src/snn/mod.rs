@@ -7,6 +7,7 @@ pub mod network;
 pub mod params;
 pub mod quantize;
 pub mod store;
+pub mod synapse;
 
 pub use network::transpose;
 
@@ -15,3 +16,4 @@ pub use method::Method;
 pub use network::Network;
 pub use params::SnnParams;
 pub use quantize::QuantScope;
+pub use synapse::{MAX_EXTRA_SYNAPSE_TYPES, SynapseType};

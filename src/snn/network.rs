@@ -6,6 +6,7 @@ use super::error::SnnError;
 use super::init::init_weights;
 use super::params::SnnParams;
 use super::quantize::{QuantScope, quantize};
+use super::synapse::{MAX_EXTRA_SYNAPSE_TYPES, SynapseType, validate_types};
 
 /// A nominal Network ADS. All matrices row-major f32.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -40,6 +41,11 @@ pub struct Network {
     /// Nc) or reads the task output directly (`nc` = n_out, W_out_teacher = I).
     #[serde(default)]
     pub method: super::Method,
+    /// Synapse types beyond W_fast and W_slow (at most [`MAX_EXTRA_SYNAPSE_TYPES`]), each its own
+    /// time constant and `[pre][post]` matrix; their currents enter the membrane like I_slow
+    /// (see [`super::synapse`]). Empty for Network ADS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_synapses: Vec<SynapseType>,
 }
 
 impl Network {
@@ -73,6 +79,7 @@ impl Network {
             w_out_teacher,
             input_override: None,
             method: super::Method::Ads,
+            extra_synapses: Vec::new(),
         };
         net.validate_shapes()?;
         Ok(net)
@@ -110,9 +117,55 @@ impl Network {
             w_out_teacher: eye,
             input_override: Some(input_proj),
             method,
+            extra_synapses: Vec::new(),
         };
         net.validate_shapes()?;
         Ok(net)
+    }
+
+    /// This network with one more synapse type: time constant `tau_ms` and the N x N matrix `w`
+    /// (`[pre][post]`). Refuses a time constant that is not finite and > 0, a matrix of the wrong
+    /// size and a type beyond [`MAX_EXTRA_SYNAPSE_TYPES`].
+    pub fn with_synapse_type(mut self, tau_ms: f32, w: Vec<f32>) -> Result<Self, SnnError> {
+        if self.extra_synapses.len() >= MAX_EXTRA_SYNAPSE_TYPES {
+            return Err(SnnError::InvalidParams(format!(
+                "too many synapse types: a network has at most {MAX_EXTRA_SYNAPSE_TYPES} beyond \
+                 W_fast and W_slow"
+            )));
+        }
+        let t = SynapseType { tau_ms, w };
+        t.validate(self.extra_synapses.len(), self.n)?;
+        self.extra_synapses.push(t);
+        Ok(self)
+    }
+
+    /// Refuses a network with synapse types beyond W_fast and W_slow, for `what` (a trainer or
+    /// a mapping that knows only those two), with a message that says so.
+    pub fn require_two_synapse_types(&self, what: &str) -> Result<(), SnnError> {
+        if self.extra_synapses.is_empty() {
+            return Ok(());
+        }
+        Err(SnnError::Unsupported(format!(
+            "{what} supports only the synapse types W_fast and W_slow; this network has {} more \
+             (tau {:?} ms)",
+            self.extra_synapses.len(),
+            self.extra_synapses
+                .iter()
+                .map(|t| t.tau_ms)
+                .collect::<Vec<_>>()
+        )))
+    }
+
+    /// A copy with every recurrent matrix (W_fast, W_slow and each extra type) scaled by `s`:
+    /// the recurrence as a whole, e.g. for the study's per-level recalibration.
+    pub fn scaled_recurrence(&self, s: f32) -> Network {
+        let mut n = self.clone();
+        n.w_fast.iter_mut().for_each(|w| *w *= s);
+        n.w_slow.iter_mut().for_each(|w| *w *= s);
+        for t in &mut n.extra_synapses {
+            t.w.iter_mut().for_each(|w| *w *= s);
+        }
+        n
     }
 
     /// Whether the readout decodes the teacher's state (see [`super::Method`]).
@@ -163,7 +216,7 @@ impl Network {
                 got: p.len(),
             });
         }
-        Ok(())
+        validate_types(&self.extra_synapses, n)
     }
 
     /// The folded input projection P = A · F · W_in_teacherᵀ, N x C, so that F·u(t) = P c(t)
@@ -182,7 +235,8 @@ impl Network {
         )
     }
 
-    /// A copy with F, D, W_fast and W_slow each quantised to `bits` bits (per matrix).
+    /// A copy with F, D, W_fast, W_slow and every extra synapse type each quantised to `bits`
+    /// bits (per matrix).
     pub fn quantized(&self, bits: u32) -> Network {
         self.quantized_scope(bits, QuantScope::All)
     }
@@ -194,7 +248,8 @@ impl Network {
     }
 
     /// A copy with F, D, W_fast, W_slow quantised to `bits` bits where `parts` says so (in that
-    /// order).
+    /// order). The extra synapse types follow W_slow's flag, each on its own grid: they are
+    /// slow recurrent synapses like W_slow, so every scope that rounds W_slow rounds them.
     pub fn quantized_parts(&self, bits: u32, parts: [bool; 4]) -> Network {
         let [f, d, w_fast, w_slow] = parts;
         let mut q = self.clone();
@@ -210,6 +265,9 @@ impl Network {
         }
         if w_slow {
             q.w_slow = quantize(&self.w_slow, bits);
+            for (t, src) in q.extra_synapses.iter_mut().zip(&self.extra_synapses) {
+                t.w = quantize(&src.w, bits);
+            }
         }
         q
     }
@@ -345,5 +403,122 @@ mod tests {
             ..Default::default()
         };
         assert!(Network::init(p, vec![0.0; 5], vec![0.0; 3], 3, 2, 1, 1).is_err());
+    }
+
+    /// A matrix for the extra types of `small`: distinct values, so a quantisation shows.
+    fn ramp(n: usize, scale: f32) -> Vec<f32> {
+        (0..n * n)
+            .map(|k| scale * ((k * 37 % 101) as f32 - 50.0))
+            .collect()
+    }
+
+    #[test]
+    fn synapse_types_are_added_and_bad_ones_refused_by_name() {
+        let net = small(true);
+        let n = net.n;
+        let two = net
+            .clone()
+            .with_synapse_type(40.0, ramp(n, 0.01))
+            .unwrap()
+            .with_synapse_type(200.0, ramp(n, -0.02))
+            .unwrap();
+        assert_eq!(two.extra_synapses.len(), 2);
+        assert_eq!(two.extra_synapses[1].tau_ms, 200.0);
+        assert_eq!(two.extra_synapses[1].w, ramp(n, -0.02));
+        two.validate_shapes().unwrap();
+
+        for tau in [0.0, -5.0, f32::NAN, f32::INFINITY] {
+            let e = net
+                .clone()
+                .with_synapse_type(tau, ramp(n, 0.01))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("tau_ms") && e.contains("extra synapse type 0"),
+                "{e}"
+            );
+        }
+        let e = two
+            .clone()
+            .with_synapse_type(10.0, vec![0.0; n * n - 1])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SnnError::Shape {
+                what: "extra synapse type 2: w (N x N)".into(),
+                expected: n * n,
+                got: n * n - 1
+            }
+        );
+        let mut full = net.clone();
+        for k in 0..crate::snn::MAX_EXTRA_SYNAPSE_TYPES {
+            full = full
+                .with_synapse_type(10.0 + k as f32, ramp(n, 0.01))
+                .unwrap();
+        }
+        let e = full
+            .clone()
+            .with_synapse_type(99.0, ramp(n, 0.01))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many synapse types"), "{e}");
+        // a network built (or loaded) around the constructor is checked the same way
+        full.extra_synapses.push(full.extra_synapses[0].clone());
+        let e = full.validate_shapes().unwrap_err().to_string();
+        assert!(e.contains("too many synapse types"), "{e}");
+        let mut bad = two.clone();
+        bad.extra_synapses[1].tau_ms = 0.0;
+        let e = bad.validate_shapes().unwrap_err().to_string();
+        assert!(
+            e.contains("extra synapse type 1") && e.contains("tau_ms"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn quantisation_and_scaling_reach_the_synapse_types() {
+        let mut net = small(true);
+        let n = net.n;
+        net.w_slow = ramp(n, 0.003);
+        let net = net.with_synapse_type(40.0, ramp(n, 0.01)).unwrap();
+        let w = &net.extra_synapses[0].w;
+        // every scope that rounds W_slow rounds the extra types (each on its own grid), the
+        // others leave them in float
+        for (scope, rounds) in [
+            (QuantScope::All, true),
+            (QuantScope::Paper, true),
+            (QuantScope::WSlow, true),
+            (QuantScope::WFast, false),
+            (QuantScope::F, false),
+            (QuantScope::D, false),
+        ] {
+            let q = net.quantized_scope(2, scope);
+            let got = &q.extra_synapses[0].w;
+            if rounds {
+                assert_eq!(got, &quantize(w, 2), "{scope:?}");
+                let distinct: std::collections::HashSet<u32> =
+                    got.iter().map(|x| x.to_bits()).collect();
+                assert!(distinct.len() <= 4, "{scope:?}: {}", distinct.len());
+            } else {
+                assert_eq!(got, w, "{scope:?}");
+            }
+        }
+        let s = net.scaled_recurrence(0.5);
+        for (a, b) in s.extra_synapses[0].w.iter().zip(w) {
+            assert_eq!(*a, 0.5 * b);
+        }
+        for (a, b) in s.w_slow.iter().zip(&net.w_slow) {
+            assert_eq!(*a, 0.5 * b);
+        }
+        for (a, b) in s.w_fast.iter().zip(&net.w_fast) {
+            assert_eq!(*a, 0.5 * b);
+        }
+        let e = net.require_two_synapse_types("the test").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the test supports only the synapse types W_fast and W_slow; this network has 1 \
+             more (tau [40.0] ms)"
+        );
+        assert!(small(true).require_two_synapse_types("the test").is_ok());
     }
 }

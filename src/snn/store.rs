@@ -15,6 +15,15 @@ const LAYOUT_KEY: &str = "layout";
 const LAYOUT: &str = "recurrent pre-major";
 /// Metadata key naming the training method (files without it hold Network ADS).
 const METHOD_KEY: &str = "method";
+/// Metadata key listing the time constants (ms) of the synapse types beyond W_fast and W_slow,
+/// as a JSON list; type k's matrix is the tensor [`extra_tensor`]`(k)`. Files without the key
+/// have no further types.
+const EXTRA_TAU_KEY: &str = "extra_synapse_tau_ms";
+
+/// The tensor name of extra synapse type `k` (N x N, `[pre][post]`).
+fn extra_tensor(k: usize) -> String {
+    format!("w_extra_{k}")
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -92,6 +101,14 @@ impl Network {
         meta.insert("model".to_string(), "robust-snn Network ADS".to_string());
         meta.insert(METHOD_KEY.to_string(), self.method.name().to_string());
         meta.insert(LAYOUT_KEY.to_string(), LAYOUT.to_string());
+        let names: Vec<String> = (0..self.extra_synapses.len()).map(extra_tensor).collect();
+        if !self.extra_synapses.is_empty() {
+            let taus: Vec<f32> = self.extra_synapses.iter().map(|t| t.tau_ms).collect();
+            meta.insert(
+                EXTRA_TAU_KEY.to_string(),
+                serde_json::to_string(&taus).map_err(|e| err(path, e.to_string()))?,
+            );
+        }
         let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
             ("d", &self.d, vec![nc, n]),
             ("f", &self.f, vec![n, nc]),
@@ -102,6 +119,9 @@ impl Network {
         ];
         if let Some(p) = &self.input_override {
             tensors.push(("input_override", p, vec![n, c]));
+        }
+        for (name, t) in names.iter().zip(&self.extra_synapses) {
+            tensors.push((name.as_str(), t.w.as_slice(), vec![n, n]));
         }
         let bytes = to_bytes(&tensors, meta).map_err(|m| err(path, m))?;
         crate::report::write_atomic(path, &bytes).map_err(|e| err(path, e.to_string()))
@@ -126,6 +146,7 @@ impl Network {
         let (w_in_teacher, ws) = take("w_in_teacher")?;
         let (w_out_teacher, wo) = take("w_out_teacher")?;
         let input_override = t.remove("input_override").map(|(p, _)| p);
+        let extra_synapses = read_extra_types(path, &meta, &mut t)?;
         let method = match meta.get(METHOD_KEY) {
             None => super::Method::Ads,
             Some(m) => super::Method::parse(m).ok_or_else(|| {
@@ -166,11 +187,58 @@ impl Network {
             w_out_teacher,
             input_override,
             method,
+            extra_synapses,
         };
         net.validate_shapes()
             .map_err(|e| err(path, e.to_string()))?;
         Ok(net)
     }
+}
+
+/// The extra synapse types of a file: the time constants from [`EXTRA_TAU_KEY`], type k's
+/// matrix from tensor `w_extra_<k>`. A list that does not parse, a listed type without its
+/// tensor, or a `w_extra_*` tensor that the list does not name is an error (a file cut or
+/// edited by hand), never a silently different network.
+fn read_extra_types(
+    path: &Path,
+    meta: &HashMap<String, String>,
+    t: &mut HashMap<String, (Vec<f32>, Vec<usize>)>,
+) -> Result<Vec<super::SynapseType>, StoreError> {
+    let taus: Vec<f32> = match meta.get(EXTRA_TAU_KEY) {
+        None => Vec::new(),
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            err(
+                path,
+                format!("bad `{EXTRA_TAU_KEY}` metadata (a JSON list of ms expected): {e}"),
+            )
+        })?,
+    };
+    let mut types = Vec::with_capacity(taus.len());
+    for (k, &tau_ms) in taus.iter().enumerate() {
+        let name = extra_tensor(k);
+        let (w, _) = t.remove(&name).ok_or_else(|| {
+            err(
+                path,
+                format!(
+                    "missing tensor `{name}`: `{EXTRA_TAU_KEY}` lists {} synapse types",
+                    taus.len()
+                ),
+            )
+        })?;
+        types.push(super::SynapseType { tau_ms, w });
+    }
+    let mut stray: Vec<&String> = t.keys().filter(|k| k.starts_with("w_extra_")).collect();
+    stray.sort();
+    if let Some(name) = stray.first() {
+        return Err(err(
+            path,
+            format!(
+                "tensor `{name}` is not listed in `{EXTRA_TAU_KEY}` ({} synapse types listed)",
+                taus.len()
+            ),
+        ));
+    }
+    Ok(types)
 }
 
 #[cfg(test)]
@@ -235,5 +303,68 @@ mod tests {
             e.contains("unknown matrix layout") && e.contains("old.safetensors"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn round_trip_keeps_two_synapse_types_and_refuses_broken_entries() {
+        let net = small();
+        let n = net.n;
+        let w0: Vec<f32> = (0..n * n).map(|k| 0.01 * k as f32 - 0.1).collect();
+        let w1: Vec<f32> = (0..n * n).map(|k| -0.02 * (k % 7) as f32).collect();
+        let net = net
+            .with_synapse_type(40.0, w0.clone())
+            .unwrap()
+            .with_synapse_type(250.5, w1.clone())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("net.safetensors");
+        net.save(&p).unwrap();
+        let back = Network::load(&p).unwrap();
+        assert_eq!(back.extra_synapses.len(), 2);
+        assert_eq!(
+            (back.extra_synapses[0].tau_ms, back.extra_synapses[1].tau_ms),
+            (40.0, 250.5)
+        );
+        assert_eq!(back.extra_synapses[0].w, w0);
+        assert_eq!(back.extra_synapses[1].w, w1);
+        assert_eq!(back, net);
+
+        // the file as written, then with one entry broken at a time
+        let (tensors, meta) = read_tensors(&p).unwrap();
+        assert_eq!(meta[EXTRA_TAU_KEY], "[40.0,250.5]");
+        let write = |drop: Option<&str>, meta: &HashMap<String, String>| {
+            let list: Vec<(&str, &[f32], Vec<usize>)> = tensors
+                .iter()
+                .filter(|(name, _)| Some(name.as_str()) != drop)
+                .map(|(name, (v, s))| (name.as_str(), v.as_slice(), s.clone()))
+                .collect();
+            std::fs::write(&p, to_bytes(&list, meta.clone()).unwrap()).unwrap();
+            Network::load(&p).map_err(|e| e.to_string())
+        };
+        let e = write(Some("w_extra_1"), &meta).unwrap_err();
+        assert!(e.contains("missing tensor `w_extra_1`"), "{e}");
+        let mut corrupt = meta.clone();
+        corrupt.insert(EXTRA_TAU_KEY.into(), "[40.0, oops]".into());
+        let e = write(None, &corrupt).unwrap_err();
+        assert!(e.contains("bad `extra_synapse_tau_ms` metadata"), "{e}");
+        let mut missing = meta.clone();
+        missing.remove(EXTRA_TAU_KEY);
+        let e = write(None, &missing).unwrap_err();
+        assert!(
+            e.contains("`w_extra_0` is not listed in `extra_synapse_tau_ms`"),
+            "{e}"
+        );
+        let mut bad_tau = meta.clone();
+        bad_tau.insert(EXTRA_TAU_KEY.into(), "[40.0, -1.0]".into());
+        let e = write(None, &bad_tau).unwrap_err();
+        assert!(
+            e.contains("extra synapse type 1") && e.contains("tau_ms"),
+            "{e}"
+        );
+        // and a network without extra types writes neither the key nor a tensor
+        small().save(&p).unwrap();
+        let (t, m) = read_tensors(&p).unwrap();
+        assert!(!m.contains_key(EXTRA_TAU_KEY));
+        assert!(!t.keys().any(|k| k.starts_with("w_extra_")));
     }
 }

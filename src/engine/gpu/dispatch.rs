@@ -70,7 +70,9 @@ fn loop_limit_of(name: &str, driver: &str, cpu: bool) -> Option<u64> {
 }
 
 /// Loop iterations one invocation may spend: `per_dispatch` once (set-up, persisting the state,
-/// the probe) and `per_step` for every step, both upper bounds.
+/// the probe) and `per_step` for every step, both upper bounds. Each kernel adds its own loops
+/// to [`shared_loops`]' (the ensemble kernel's, with its loops over the extra synapse types,
+/// are `ensemble_loop_cost` in `ensemble.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopCost {
     pub per_dispatch: u64,

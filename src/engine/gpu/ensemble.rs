@@ -49,8 +49,18 @@ fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
     // counted with the propagation even when W_slow and W_fast are zero (an upper bound)
     let dispatch::SharedLoops { cost, spike_walk } =
         dispatch::shared_loops(shape, n, lay.c_in as u64);
-    // propagation: per spike, over the owned quads
-    let propagate = spike_walk + n * trips(shape.qpi as u64);
+    let qpi = shape.qpi as u64;
+    // the extra synapse types: a loop over the KX types per owned quad when loading and storing
+    // the currents (per dispatch), adding them to I and decaying them (per step), and per spike
+    // and owned quad in the propagation. With KX = 0 those loops have a constant bound of no
+    // trip and the compiler drops them (the kernel without the types), so they cost nothing.
+    let kx = shape.kx as u64;
+    let per_type_loop = if kx > 0 { trips(kx) } else { 0 };
+    // (store_extra's own loop over the owned quads is counted even then)
+    let extra_dispatch = trips(qpi) + 2 * qpi * per_type_loop;
+    let extra_step = 2 * qpi * per_type_loop;
+    // propagation: per spike, over the owned quads (and per quad over the extra types)
+    let propagate = spike_walk + n * (trips(qpi) + qpi * per_type_loop);
     // x~: per spike with a shared tau_out, dense over the quads otherwise (the larger)
     let decode = trips(kpi) + kpi * spike_walk.max(trips(nq) + nq * trips(4));
     let outs = (lay.n_out as u64).div_ceil(wg);
@@ -67,8 +77,8 @@ fn ensemble_loop_cost(shape: &Shape, lay: &Layout, flags: u32) -> LoopCost {
         0
     };
     LoopCost {
-        per_dispatch: cost.per_dispatch,
-        per_step: cost.per_step + propagate + decode + readout + rec_x + rec_spk,
+        per_dispatch: cost.per_dispatch + extra_dispatch,
+        per_step: cost.per_step + extra_step + propagate + decode + readout + rec_x + rec_spk,
     }
 }
 
@@ -343,7 +353,7 @@ impl Engine for GpuEngine {
         // shapes and limits
         let limits = self.ctx.limits().clone();
         let wg = self.workgroup_size();
-        let shape = Shape::new(n, nc, wg);
+        let shape = Shape::new(n, nc, wg).with_extra_types(lay.kx);
         // the two spike masks, x~ and the loop check's word
         let wg_mem = 4 * 2 * lay.nw as u64 + 16 * lay.ncq as u64 + 4;
         if wg_mem > limits.max_compute_workgroup_storage_size as u64 {
@@ -353,7 +363,7 @@ impl Engine for GpuEngine {
             )));
         }
         let bind = self.binding_limit();
-        let (net_data, off_fast, off_d, off_wout) = net_buffer(net, &lay, slow_on, fast_on);
+        let (net_data, offs) = net_buffer(net, &lay, slow_on, fast_on);
         let in_len = n_trials * steps * lay.c_in;
         for (what, b) in [
             ("the shared weights", 16 * net_data.len() as u64),
@@ -432,7 +442,13 @@ impl Engine for GpuEngine {
         })?;
 
         let p = &net.params;
-        let mut flags = 0;
+        // validate_job bounds the types (MAX_EXTRA_SYNAPSE_TYPES), so their bits fit the flags
+        let mut flags = net
+            .extra_synapses
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_nonzero())
+            .fold(0u32, |f, (k, _)| f | 1 << (F_EXTRA_SHIFT + k as u32));
         for (on, f) in [
             (slow_on, F_SLOW),
             (fast_on, F_FAST),
@@ -457,14 +473,15 @@ impl Engine for GpuEngine {
             flags,
             seed_lo: job.seed as u32,
             seed_hi: (job.seed >> 32) as u32,
-            off_fast,
+            off_fast: offs.fast,
+            off_extra: offs.extra,
             v_rest: p.v_rest,
             v_reset: p.v_reset,
             bias: p.bias,
             adapt_beta: p.adapt_beta,
             adapt_rho: p.adapt_rho,
-            off_d,
-            off_wout,
+            off_d: offs.d,
+            off_wout: offs.wout,
             inst_stride: u32_of(lay.inst_stride),
             state_stride: u32_of(lay.state_stride),
             out_stride: u32_of(lay.out_stride),

@@ -3,15 +3,18 @@
 //!
 //! # Buffers (all `vec4<f32>` unless noted; nq = ceil(N/4), ncq = ceil(Nc/4), nw = ceil(N/32))
 //! * `net` (shared, read-only): W_slow `[pre][nq]`, W_fast `[pre][nq]` (only when W_fast is
-//!   nonzero), Dᵀ `[i][ncq]`, W_outᵀ `[o][ncq]` — the nominal (quantised) weights.
-//! * `inst` (per instance of the chunk, `2 + (8 + C) nq` vec4): the WGSL `InstanceInfo` (index,
-//!   sigmas, noise std, the shared readout decay), the `QuadConsts` (alpha, V_th, decay and
-//!   inverse of tau_fast, tau_slow, tau_out) as 8 blocks of nq quads, the folded input projection
-//!   `[ch][nq]`. Drawn on the host with `Instance::draw`
-//!   (so identical to the CPU); no N x N or Nc x N data per instance: the W_slow, W_fast and D
-//!   mismatch factors are regenerated in the shader from Philox.
+//!   nonzero), the K extra synapse types' W_k `[pre][nq]` one after the other, Dᵀ `[i][ncq]`,
+//!   W_outᵀ `[o][ncq]` — the nominal (quantised) weights.
+//! * `inst` (per instance of the chunk, `2 + (8 + C + 2K) nq` vec4): the WGSL `InstanceInfo`
+//!   (index, sigmas, noise std, the shared readout decay), the `QuadConsts` (alpha, V_th, decay
+//!   and inverse of tau_fast, tau_slow, tau_out) as 8 blocks of nq quads, the folded input
+//!   projection `[ch][nq]`, then per extra type k `e^{-dt/tau_k}` and `1/tau_k` (2 blocks of nq:
+//!   2N floats per type). Drawn on the host with `Instance::draw`
+//!   (so identical to the CPU); no N x N or Nc x N data per instance: the W_slow, W_fast, W_k
+//!   and D mismatch factors are regenerated in the shader from Philox.
 //! * `inputs` (f32, `[trial][t][ch]`), shared by all instances.
-//! * `state` (per pair, `STATE_BLOCKS nq + ncq` vec4): V, I_fast, I_slow, r, a, x~.
+//! * `state` (per pair, `(STATE_BLOCKS + K) nq + ncq` vec4): V, I_fast, I_slow, r, a, x~, then
+//!   the K extra currents I_k (N floats per type).
 //! * `out` (per pair, u32 words): spike counts (4 nq), y `[t][n_out]`, then optionally x~
 //!   `[t][Nc]`, spike masks `[t][nw]`, V `[t][4 nq]`; last, the status word of the loop check
 //!   (see [`dispatch`]).
@@ -26,6 +29,8 @@ pub(super) const F_FAST: u32 = 2;
 pub(super) const F_REC_X: u32 = 4;
 pub(super) const F_REC_SPK: u32 = 8;
 pub(super) const F_REC_V: u32 = 16;
+/// Bit `F_EXTRA_SHIFT + k` of the flags: extra synapse type k's matrix is nonzero.
+pub(super) const F_EXTRA_SHIFT: u32 = 5;
 
 /// The uniform block of `lif_ensemble.wgsl` (field order and types must match `struct Job`).
 #[repr(C)]
@@ -63,6 +68,9 @@ pub(super) struct JobUniform {
     pub(super) off_status: u32,
     pub(super) adapt_beta: f32,
     pub(super) adapt_rho: f32,
+    pub(super) off_extra: u32,
+    /// Pads the block to a multiple of 16 bytes, as uniform blocks like it.
+    pub(super) pad: [u32; 3],
 }
 
 /// Per-job layout: strides and offsets shared by the host and the shader.
@@ -76,6 +84,8 @@ pub(super) struct Layout {
     pub(super) c_in: usize,
     pub(super) n_out: usize,
     pub(super) steps: usize,
+    /// Synapse types beyond W_fast and W_slow.
+    pub(super) kx: usize,
     /// vec4 per instance.
     pub(super) inst_stride: usize,
     /// vec4 per pair.
@@ -95,6 +105,7 @@ impl Layout {
         let net = job.net;
         let (n, nc, c_in, n_out, steps) = (net.n, net.nc, net.n_in, net.n_out, job.steps);
         let (nq, ncq, nw) = (n.div_ceil(4), nc.div_ceil(4), n.div_ceil(32));
+        let kx = net.extra_synapses.len();
         let mut off = 4 * nq;
         let off_y = off;
         off += steps * n_out;
@@ -119,8 +130,9 @@ impl Layout {
             c_in,
             n_out,
             steps,
-            inst_stride: instance_block_len(n, c_in),
-            state_stride: super::shaders::STATE_BLOCKS * nq + ncq,
+            kx,
+            inst_stride: instance_block_len(n, c_in) + 2 * kx * nq,
+            state_stride: (super::shaders::STATE_BLOCKS + kx) * nq + ncq,
             out_stride: off,
             off_y,
             off_x,
@@ -135,13 +147,23 @@ pub(super) fn vec4_bytes(v: &[[f32; 4]]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
 
-/// The shared weights as vec4 rows; returns the data and (off_fast, off_d, off_wout) in vec4.
+/// Offsets (vec4) of the parts of the shared weights buffer.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NetOffsets {
+    pub(super) fast: u32,
+    /// The extra synapse types' matrices, type k at `extra + k N nq`.
+    pub(super) extra: u32,
+    pub(super) d: u32,
+    pub(super) wout: u32,
+}
+
+/// The shared weights as vec4 rows, and where each part starts.
 pub(super) fn net_buffer(
     net: &crate::snn::Network,
     lay: &Layout,
     slow_on: bool,
     fast_on: bool,
-) -> (Vec<[f32; 4]>, u32, u32, u32) {
+) -> (Vec<[f32; 4]>, NetOffsets) {
     let (n, nq, nc, ncq) = (lay.n, lay.nq, lay.nc, lay.ncq);
     let mut data: Vec<[f32; 4]> = Vec::new();
     let rows = |m: &[f32], data: &mut Vec<[f32; 4]>| {
@@ -164,6 +186,12 @@ pub(super) fn net_buffer(
     let off_fast = data.len() as u32;
     if fast_on {
         rows(&net.w_fast, &mut data);
+    }
+    // every type, zero ones too, so that type k is at a fixed stride (a zero one is flagged off
+    // and never read)
+    let off_extra = data.len() as u32;
+    for t in &net.extra_synapses {
+        rows(&t.w, &mut data);
     }
     let off_d = data.len() as u32;
     // D_t[i][k] = D[k][i]
@@ -192,17 +220,27 @@ pub(super) fn net_buffer(
             data.push(v);
         }
     }
-    (data, off_fast, off_d, off_wout)
+    (
+        data,
+        NetOffsets {
+            fast: off_fast,
+            extra: off_extra,
+            d: off_d,
+            wout: off_wout,
+        },
+    )
 }
 
-/// vec4 of one instance's block (see [`instance_block`]) for N neurons and C input channels.
+/// vec4 of one instance's block (see [`instance_block`]) for N neurons and C input channels,
+/// without extra synapse types (each adds `2 ceil(N/4)`; see [`Layout`]).
 pub(crate) fn instance_block_len(n: usize, c_in: usize) -> usize {
     2 + (8 + c_in) * n.div_ceil(4)
 }
 
 /// One instance's block of the `inst` buffer: `InstanceInfo` (2 vec4), the `QuadConsts` fields
 /// as blocks of nq quads in the struct's order, the input projection `[ch][quad]` (the structs
-/// are in `shaders/lif_ensemble.wgsl` and `shaders/lif_step.wgsl`).
+/// are in `shaders/lif_ensemble.wgsl` and `shaders/lif_step.wgsl`), then for each extra synapse
+/// type `e^{-dt/tau_k}` and `1/tau_k` as blocks of nq quads (`out` must hold them).
 pub(crate) fn instance_block(net: &crate::snn::Network, inst: &Instance, out: &mut [[f32; 4]]) {
     let c = NeuronConsts::from_instance(net, inst);
     let (n, nq, c_in) = (net.n, net.n.div_ceil(4), net.n_in);
@@ -256,6 +294,22 @@ pub(crate) fn instance_block(net: &crate::snn::Network, inst: &Instance, out: &m
                 }
             }
             out[pb + ch * nq + q] = v;
+        }
+    }
+    // the extra types' decays and inverse time constants; padding neurons never spike, 0
+    let xb = pb + c_in * nq;
+    let extra = c.decay_extra.iter().zip(&c.inv_tau_extra);
+    for (k, (dec, inv)) in extra.enumerate() {
+        for (b, vals) in [dec, inv].into_iter().enumerate() {
+            for q in 0..nq {
+                let mut v = [0f32; 4];
+                for (l, x) in v.iter_mut().enumerate() {
+                    if 4 * q + l < n {
+                        *x = vals[4 * q + l];
+                    }
+                }
+                out[xb + (2 * k + b) * nq + q] = v;
+            }
         }
     }
 }

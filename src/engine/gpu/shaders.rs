@@ -23,7 +23,9 @@ pub const LEARN_REDUCE: &str = include_str!("../../../shaders/learn_reduce.wgsl"
 pub const RNG_TEST: &str = include_str!("../../../shaders/rng_test.wgsl");
 
 /// Compile-time shape of a kernel: workgroup size, neuron quads and k-quads per invocation,
-/// spike-mask words, k-quads and (learning kernel) quads.
+/// spike-mask words, k-quads, (learning kernel) quads and the number of synapse types beyond
+/// W_fast and W_slow (`kx`; only the ensemble kernel simulates them, the learning kernels
+/// always have 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
     pub wg: u32,
@@ -32,10 +34,12 @@ pub struct Shape {
     pub nw: u32,
     pub ncq: u32,
     pub nq: u32,
+    pub kx: u32,
 }
 
 impl Shape {
-    /// The shape for N neurons, Nc decoded dimensions and workgroup size `wg`.
+    /// The shape for N neurons, Nc decoded dimensions and workgroup size `wg`, without extra
+    /// synapse types.
     pub fn new(n: usize, nc: usize, wg: u32) -> Shape {
         let (nq, ncq) = (n.div_ceil(4) as u32, nc.div_ceil(4) as u32);
         Shape {
@@ -45,15 +49,32 @@ impl Shape {
             nw: n.div_ceil(32) as u32,
             ncq,
             nq,
+            kx: 0,
         }
     }
 
+    /// This shape with `kx` extra synapse types (`Network::extra_synapses`).
+    pub fn with_extra_types(mut self, kx: usize) -> Shape {
+        self.kx = kx as u32;
+        self
+    }
+
     fn consts(&self) -> String {
+        // KXA sizes the registers of the extra currents: WGSL has no zero-length array, and
+        // with KX = 0 no loop reads them
         format!(
             "const WG: u32 = {}u;\nconst QPI: u32 = {}u;\nconst KPI: u32 = {}u;\n\
              const NW: u32 = {}u;\nconst NCQ: u32 = {}u;\nconst NQ: u32 = {}u;\n\
-             const STATE_BLOCKS: u32 = {STATE_BLOCKS}u;\n",
-            self.wg, self.qpi, self.kpi, self.nw, self.ncq, self.nq
+             const STATE_BLOCKS: u32 = {STATE_BLOCKS}u;\nconst KX: u32 = {}u;\n\
+             const KXA: u32 = {}u;\n",
+            self.wg,
+            self.qpi,
+            self.kpi,
+            self.nw,
+            self.ncq,
+            self.nq,
+            self.kx,
+            self.kx.max(1)
         )
     }
 }

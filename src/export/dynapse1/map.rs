@@ -124,6 +124,10 @@ pub enum MapError {
     TooManyInputs(usize),
     #[error("invalid network: {0}")]
     Shape(String),
+    /// The mapping places W_fast and W_slow on the chip's fast and slow synapse types; further
+    /// types (`Network::extra_synapses`) have no place there.
+    #[error("{0}")]
+    SynapseTypes(String),
     #[error("invalid options: {0}")]
     Options(String),
     #[error("bias encoding failed for chip {chip} core {core}: {message}")]
@@ -337,7 +341,9 @@ fn check_fits(net: &Network, c: usize) -> Result<(), MapError> {
         });
     }
     net.validate_shapes()
-        .map_err(|e| MapError::Shape(e.to_string()))
+        .map_err(|e| MapError::Shape(e.to_string()))?;
+    net.require_two_synapse_types("the DYNAP-SE1 mapping")
+        .map_err(|e| MapError::SynapseTypes(e.to_string()))
 }
 
 /// Every nonzero trained weight, per post neuron: W_fast (when used), W_slow, then the rectified
@@ -1126,6 +1132,7 @@ mod tests {
             w_out_teacher: vec![],
             input_override: None,
             method: Default::default(),
+            extra_synapses: Vec::new(),
         };
         assert_eq!(
             map_network(&net, &MapOptions::default()).unwrap_err(),

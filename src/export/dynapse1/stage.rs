@@ -190,8 +190,17 @@ pub fn levels(m: &DynapMismatch) -> [Level; 2] {
     [level(LevelKind::None, 0.0, Perturbation::default()), l]
 }
 
-/// Fails before any work when the configured network cannot fit the board.
+/// Fails before any work when the configured network cannot fit the board (too many neurons or
+/// inputs, or synapse types that a DYNAP-SE1 core does not have).
 pub fn check_fits(cfg: &Config) -> Result<(), Error> {
+    let extra = &cfg.training.reservoir.extra_tau_ms;
+    if cfg.training.method == crate::snn::Method::Reservoir && !extra.is_empty() {
+        return Err(Error::Other(format!(
+            "the reservoir has synapse types beyond W_fast and W_slow \
+             (training.reservoir.extra_tau_ms = {extra:?}); the DYNAP-SE1 mapping knows only \
+             those two"
+        )));
+    }
     let tags = 2 * cfg.task().channels();
     if tags > 1022 {
         return Err(Error::Other(format!(
