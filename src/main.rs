@@ -100,12 +100,37 @@ struct SweepArgs {
     #[arg(long, short, default_value = "configs/xor.toml")]
     config: PathBuf,
     /// Sweep folder.
-    #[arg(long, short)]
-    out: PathBuf,
+    #[arg(long, short, required_unless_present = "collect")]
+    out: Option<PathBuf>,
     /// A swept key and its values, e.g. --set snn.n=160,320 (repeatable; the grid is the
     /// cartesian product).
-    #[arg(long = "set", value_name = "KEY=V1,V2,...", required = true)]
+    #[arg(long = "set", value_name = "KEY=V1,V2,...", required_unless_present_any = ["collect", "point"])]
     set: Vec<String>,
+    /// Write DIR/sweep.sbatch, a Slurm job array with one task per unfinished point, instead of
+    /// running the points here (submit it with sbatch; merge the results with --collect DIR).
+    #[arg(long)]
+    slurm: bool,
+    /// Slurm partition of the array (default: the cluster's).
+    #[arg(long, requires = "slurm")]
+    slurm_partition: Option<String>,
+    /// Slurm time limit of one point.
+    #[arg(long, default_value = "04:00:00", requires = "slurm")]
+    slurm_time: String,
+    /// CPUs of one point (its thread pool uses them all).
+    #[arg(long, default_value_t = 2, requires = "slurm")]
+    slurm_cpus: u32,
+    /// Memory of one point.
+    #[arg(long, default_value = "8G", requires = "slurm")]
+    slurm_mem: String,
+    /// The robust-snn binary the compute nodes run (default: this one).
+    #[arg(long, requires = "slurm")]
+    slurm_binary: Option<PathBuf>,
+    /// Run only point I of the sweep planned in --out by --slurm (what an array task does).
+    #[arg(long, value_name = "I", conflicts_with_all = ["slurm", "set", "collect"])]
+    point: Option<usize>,
+    /// Merge the finished points of the sweep planned in DIR into DIR/sweep.csv and its plot.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["slurm", "set", "point", "out"])]
+    collect: Option<PathBuf>,
     /// The figure plotted against each swept key (a column of sweep.csv).
     #[arg(long, default_value = "snn.test_accuracy")]
     metric: String,
@@ -372,36 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .context("running the robustness study")?;
             print_study(&o, &run);
         }
-        Command::Sweep(a) => {
-            let file = a.config.display().to_string();
-            let cfg = Config::load(&a.config)?;
-            let axes = a
-                .set
-                .iter()
-                .map(|s| robust_snn::sweep::parse_axis(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
-            // Every point's config is checked before anything is written.
-            robust_snn::sweep::configs(&cfg, &file, &axes)?;
-            let resolved = backend::resolve(a.backend)?;
-            let o = robust_snn::sweep::run_sweep(
-                &cfg,
-                &file,
-                &a.out,
-                &axes,
-                &resolved,
-                &a.metric,
-                a.max_points,
-            )
-            .context("running the sweep")?;
-            println!(
-                "sweep: {} points ({} computed now, {} already done) -> {}",
-                o.points.len(),
-                o.computed,
-                o.skipped,
-                o.csv.display()
-            );
-        }
+        Command::Sweep(a) => sweep(&a)?,
         Command::Export(e) => match &e.check {
             Some(file) => check_export(file)?,
             None => {
@@ -496,5 +492,89 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
             dir.join("throughput.png").display()
         );
     }
+    Ok(())
+}
+
+/// `robust-snn sweep`: here, point by point; or planned as a Slurm array (`--slurm`), one
+/// planned point (`--point`, what an array task runs) or the merge of a planned one (`--collect`).
+fn sweep(a: &SweepArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.collect {
+        let (o, missing) = robust_snn::sweep::collect(dir).context("collecting the sweep")?;
+        println!(
+            "sweep: {} of {} points finished -> {}",
+            o.points.len(),
+            o.points.len() + missing.len(),
+            o.csv.display()
+        );
+        for m in &missing {
+            eprintln!("not finished yet: {m}");
+        }
+        return Ok(());
+    }
+    let out = a
+        .out
+        .as_ref()
+        .context("sweep: --out DIR is required (except with --collect DIR)")?;
+    if let Some(i) = a.point {
+        let resolved = backend::resolve(a.backend)?;
+        let (rec, computed) = robust_snn::sweep::run_planned_point(out, i, &resolved)
+            .with_context(|| format!("running point {i} of the sweep in {}", out.display()))?;
+        println!(
+            "sweep point {i}: {} {}",
+            rec.name,
+            if computed {
+                "computed"
+            } else {
+                "was already finished"
+            }
+        );
+        return Ok(());
+    }
+    let file = a.config.display().to_string();
+    let cfg = Config::load(&a.config)?;
+    let axes = a
+        .set
+        .iter()
+        .map(|s| robust_snn::sweep::parse_axis(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    // Every point's config is checked before anything is written.
+    robust_snn::sweep::configs(&cfg, &file, &axes)?;
+    if a.slurm {
+        let binary = match &a.slurm_binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe().context("locating this binary for the Slurm script")?,
+        };
+        let opts = robust_snn::sweep::SlurmOptions {
+            partition: a.slurm_partition.clone(),
+            time: a.slurm_time.clone(),
+            cpus: a.slurm_cpus,
+            mem: a.slurm_mem.clone(),
+            binary,
+            backend: format!("{:?}", a.backend).to_lowercase(),
+        };
+        let job = robust_snn::sweep::write_slurm(&cfg, &file, out, &axes, &a.metric, &opts)
+            .context("writing the Slurm sweep")?;
+        println!(
+            "sweep: {} points, {} to run -> {}\nsubmit with: sbatch {}\nthen merge with: robust-snn sweep --collect {}",
+            job.points,
+            job.indices.len(),
+            job.script.display(),
+            job.script.display(),
+            out.display()
+        );
+        return Ok(());
+    }
+    let resolved = backend::resolve(a.backend)?;
+    let o =
+        robust_snn::sweep::run_sweep(&cfg, &file, out, &axes, &resolved, &a.metric, a.max_points)
+            .context("running the sweep")?;
+    println!(
+        "sweep: {} points ({} computed now, {} already done) -> {}",
+        o.points.len(),
+        o.computed,
+        o.skipped,
+        o.csv.display()
+    );
     Ok(())
 }

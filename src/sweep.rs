@@ -11,7 +11,7 @@ use crate::config::{Config, RunDir};
 use crate::error::Error;
 
 /// One swept key and its values, from `--set key=v1,v2,...`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Axis {
     pub key: String,
     pub values: Vec<String>,
@@ -169,12 +169,7 @@ pub fn run_sweep(
     }
     let (mut records, mut computed, mut skipped) = (Vec::new(), 0usize, 0usize);
     for (assign, cfg) in points {
-        let name = point_name(&assign);
-        let dir = out.join("points").join(&name);
-        let record_path = dir.join("point.json");
-        if let Ok(text) = std::fs::read_to_string(&record_path)
-            && let Ok(rec) = serde_json::from_str::<PointRecord>(&text)
-        {
+        if let Some(rec) = finished_point(out, &assign) {
             skipped += 1;
             records.push(rec);
             pb.inc(1);
@@ -183,19 +178,11 @@ pub fn run_sweep(
         if max_points.is_some_and(|m| computed >= m) {
             break;
         }
+        let name = point_name(&assign);
         pb.set_message(name.clone());
         eprintln!("sweep point {}: {name}", records.len() + 1);
-        let t0 = std::time::Instant::now();
-        let summary = crate::stages::pipeline(&cfg, &RunDir::new(&dir), backend, false)?;
-        let rec = PointRecord {
-            name,
-            assignments: assign,
-            metrics: summary.flatten(),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        crate::report::write_json(&record_path, &rec).map_err(|e| io(&record_path, e))?;
+        records.push(compute_point(out, assign, &cfg, backend)?);
         computed += 1;
-        records.push(rec);
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -208,6 +195,261 @@ pub fn run_sweep(
         skipped,
         csv,
     })
+}
+
+/// The record of a finished point (its `point.json`, written last), if it is there.
+fn finished_point(out: &Path, assign: &Assignments) -> Option<PointRecord> {
+    let path = out
+        .join("points")
+        .join(point_name(assign))
+        .join("point.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<PointRecord>(&text).ok()
+}
+
+/// Runs one point's whole pipeline in `out/points/<name>/` and writes its `point.json` last.
+fn compute_point(
+    out: &Path,
+    assign: Assignments,
+    cfg: &Config,
+    backend: &Resolved,
+) -> Result<PointRecord, Error> {
+    let name = point_name(&assign);
+    let dir = out.join("points").join(&name);
+    let record_path = dir.join("point.json");
+    let t0 = std::time::Instant::now();
+    let summary = crate::stages::pipeline(cfg, &RunDir::new(&dir), backend, false)?;
+    let rec = PointRecord {
+        name,
+        assignments: assign,
+        metrics: summary.flatten(),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    crate::report::write_json(&record_path, &rec).map_err(|e| Error::io(&record_path, e))?;
+    Ok(rec)
+}
+
+/// A sweep laid out for a cluster's array job (`DIR/sweep.json`, beside the resolved base
+/// config `DIR/base.toml`): every array task rebuilds the same grid from these two files, so a
+/// task needs only the sweep folder and its index, and the base config can be edited or moved
+/// after submission without changing what runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepPlan {
+    /// The config file the sweep was made from (for the record).
+    pub config_file: String,
+    pub axes: Vec<Axis>,
+    /// The figure `--collect` plots against each swept key.
+    pub metric: String,
+}
+
+/// Resources and paths of the Slurm array job `sweep --slurm` writes.
+#[derive(Clone, Debug)]
+pub struct SlurmOptions {
+    /// `--partition` (None: the cluster's default).
+    pub partition: Option<String>,
+    /// `--time` of one point, as Slurm reads it (e.g. `04:00:00`).
+    pub time: String,
+    /// `--cpus-per-task`; the point's thread pool uses as many.
+    pub cpus: u32,
+    /// `--mem` of one point (e.g. `8G`).
+    pub mem: String,
+    /// The robust-snn binary every task runs (an absolute path the compute nodes see).
+    pub binary: PathBuf,
+    /// `--backend` of the points (cpu, gpu or auto).
+    pub backend: String,
+}
+
+/// What `sweep --slurm` wrote.
+#[derive(Clone, Debug)]
+pub struct SlurmJob {
+    pub script: PathBuf,
+    /// Indices of the points the array runs (the unfinished ones).
+    pub indices: Vec<usize>,
+    pub points: usize,
+}
+
+const PLAN: &str = "sweep.json";
+const BASE: &str = "base.toml";
+
+/// Writes the plan and an sbatch job-array script, one array task per point not yet finished
+/// (a resubmitted script made again after a partial run resumes; a task also skips its point
+/// if it finds it finished). Every point's config is checked before anything is written.
+pub fn write_slurm(
+    base: &Config,
+    file: &str,
+    out: &Path,
+    axes: &[Axis],
+    metric: &str,
+    opts: &SlurmOptions,
+) -> Result<SlurmJob, Error> {
+    let points = configs(base, file, axes)?;
+    if opts.cpus == 0 {
+        return Err(Error::Other("--slurm-cpus must be at least 1".into()));
+    }
+    for (what, v) in [("--slurm-time", &opts.time), ("--slurm-mem", &opts.mem)] {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            return Err(Error::Other(format!(
+                "{what} = {v:?}: expected one word such as 04:00:00 or 8G"
+            )));
+        }
+    }
+    let io = |p: &Path, e: std::io::Error| Error::io(p, e);
+    std::fs::create_dir_all(out.join("slurm")).map_err(|e| io(out, e))?;
+    let out = out.canonicalize().map_err(|e| io(out, e))?;
+    let plan = SweepPlan {
+        config_file: file.to_string(),
+        axes: axes.to_vec(),
+        metric: metric.to_string(),
+    };
+    let base_path = out.join(BASE);
+    crate::report::write_atomic(&base_path, base.to_toml().as_bytes())
+        .map_err(|e| io(&base_path, e))?;
+    let plan_path = out.join(PLAN);
+    crate::report::write_json(&plan_path, &plan).map_err(|e| io(&plan_path, e))?;
+    let indices: Vec<usize> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, (assign, _))| finished_point(&out, assign).is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let script = out.join("sweep.sbatch");
+    let text = sbatch_script(&out, &indices, opts);
+    crate::report::write_atomic(&script, text.as_bytes()).map_err(|e| io(&script, e))?;
+    Ok(SlurmJob {
+        script,
+        indices,
+        points: points.len(),
+    })
+}
+
+/// `'text'` for a POSIX shell, whatever the text holds.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The sbatch script of an array over `indices` of the sweep in `out` (absolute).
+pub fn sbatch_script(out: &Path, indices: &[usize], opts: &SlurmOptions) -> String {
+    let array = if indices.is_empty() {
+        // nothing left: an array Slurm accepts that runs one task which finds its point done
+        "0".to_string()
+    } else {
+        indices
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut s = String::from("#!/usr/bin/env bash\n");
+    s.push_str("# robust-snn sweep as a Slurm job array: one array task per point.\n");
+    s.push_str(
+        "# Submit with `sbatch sweep.sbatch`; merge with `robust-snn sweep --collect DIR`.\n",
+    );
+    s.push_str("#SBATCH --job-name=robust-snn-sweep\n");
+    s.push_str(&format!("#SBATCH --array={array}\n"));
+    s.push_str(&format!("#SBATCH --cpus-per-task={}\n", opts.cpus));
+    s.push_str(&format!("#SBATCH --mem={}\n", opts.mem));
+    s.push_str(&format!("#SBATCH --time={}\n", opts.time));
+    // sbatch reads no shell quoting in #SBATCH lines: a path with spaces would break there, so
+    // the log goes to the working directory, which sbatch sets with --chdir
+    s.push_str(&format!(
+        "#SBATCH --chdir={}\n",
+        out.join("slurm").display()
+    ));
+    s.push_str("#SBATCH --output=%A_%a.out\n");
+    if let Some(p) = &opts.partition {
+        s.push_str(&format!("#SBATCH --partition={p}\n"));
+    }
+    s.push_str("set -euo pipefail\n");
+    s.push_str(
+        ": \"${SLURM_ARRAY_TASK_ID:?run this script with sbatch (or set SLURM_ARRAY_TASK_ID)}\"\n",
+    );
+    s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
+    s.push_str(&format!(
+        "exec {} sweep --out {} --point \"$SLURM_ARRAY_TASK_ID\" --backend {}\n",
+        shell_quote(&opts.binary.display().to_string()),
+        shell_quote(&out.display().to_string()),
+        opts.backend
+    ));
+    s
+}
+
+/// The plan and base config an array task or `--collect` works from.
+pub fn load_plan(out: &Path) -> Result<(Config, SweepPlan), Error> {
+    let plan_path = out.join(PLAN);
+    let text = std::fs::read_to_string(&plan_path).map_err(|e| {
+        Error::Other(format!(
+            "{}: {e} (is {} a folder written by `robust-snn sweep --slurm`?)",
+            plan_path.display(),
+            out.display()
+        ))
+    })?;
+    let plan: SweepPlan = serde_json::from_str(&text)
+        .map_err(|e| Error::Other(format!("{}: not a sweep plan: {e}", plan_path.display())))?;
+    let base_path = out.join(BASE);
+    let base_text = std::fs::read_to_string(&base_path).map_err(|e| Error::io(&base_path, e))?;
+    let base = Config::parse(&base_text, &base_path.display().to_string())?;
+    Ok((base, plan))
+}
+
+/// Runs point `index` of the planned sweep in `out` (an array task's work); a point found
+/// finished is not run again. Returns its record and whether it was computed now.
+pub fn run_planned_point(
+    out: &Path,
+    index: usize,
+    backend: &Resolved,
+) -> Result<(PointRecord, bool), Error> {
+    let (base, plan) = load_plan(out)?;
+    let file = out.join(BASE).display().to_string();
+    let mut points = configs(&base, &file, &plan.axes)?;
+    if index >= points.len() {
+        return Err(Error::Other(format!(
+            "--point {index}: the sweep in {} has {} points (0..{})",
+            out.display(),
+            points.len(),
+            points.len()
+        )));
+    }
+    let (assign, cfg) = points.swap_remove(index);
+    if let Some(rec) = finished_point(out, &assign) {
+        return Ok((rec, false));
+    }
+    eprintln!("sweep point {index}: {}", point_name(&assign));
+    Ok((compute_point(out, assign, &cfg, backend)?, true))
+}
+
+/// Merges the finished points of the planned sweep in `out` into `sweep.csv` and its plot.
+/// Returns the outcome and the names of the points not finished yet (those are left out).
+pub fn collect(out: &Path) -> Result<(SweepOutcome, Vec<String>), Error> {
+    let (base, plan) = load_plan(out)?;
+    let file = out.join(BASE).display().to_string();
+    let points = configs(&base, &file, &plan.axes)?;
+    let (mut records, mut missing) = (Vec::new(), Vec::new());
+    for (assign, _) in &points {
+        match finished_point(out, assign) {
+            Some(rec) => records.push(rec),
+            None => missing.push(point_name(assign)),
+        }
+    }
+    if records.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: none of the {} points has finished yet (no points/*/point.json)",
+            out.display(),
+            points.len()
+        )));
+    }
+    let csv = out.join("sweep.csv");
+    write_csv(&csv, &plan.axes, &records)?;
+    plot_metric(out, &plan.axes, &records, &plan.metric)?;
+    let skipped = records.len();
+    Ok((
+        SweepOutcome {
+            points: records,
+            computed: 0,
+            skipped,
+            csv,
+        },
+        missing,
+    ))
 }
 
 fn write_csv(path: &Path, axes: &[Axis], records: &[PointRecord]) -> Result<(), Error> {
@@ -306,6 +548,40 @@ mod tests {
         );
         assert!(parse_axis("nokey").is_err());
         assert!(parse_axis("snn.n=1,,2").unwrap_err().contains("snn.n"));
+    }
+
+    #[test]
+    fn the_sbatch_script_runs_each_unfinished_point_with_quoted_paths() {
+        let opts = SlurmOptions {
+            partition: Some("short".into()),
+            time: "01:30:00".into(),
+            cpus: 4,
+            mem: "6G".into(),
+            binary: PathBuf::from("/opt/it's here/robust-snn"),
+            backend: "cpu".into(),
+        };
+        let s = sbatch_script(Path::new("/scratch/my sweep"), &[0, 2, 5], &opts);
+        assert!(s.starts_with("#!/usr/bin/env bash\n"));
+        for line in [
+            "#SBATCH --array=0,2,5",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --mem=6G",
+            "#SBATCH --time=01:30:00",
+            "#SBATCH --partition=short",
+            "#SBATCH --chdir=/scratch/my sweep/slurm",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line} missing from\n{s}");
+        }
+        // the binary's quote survives the shell: 'it'\''s' is it's
+        assert!(
+            s.contains("exec '/opt/it'\\''s here/robust-snn' sweep --out '/scratch/my sweep' --point \"$SLURM_ARRAY_TASK_ID\" --backend cpu"),
+            "{s}"
+        );
+        // every #SBATCH line comes before the first command, or sbatch ignores it
+        let first_cmd = s.lines().position(|l| l.starts_with("set -e")).unwrap();
+        assert!(s.lines().skip(first_cmd).all(|l| !l.starts_with("#SBATCH")));
+        // nothing left to run still gives an array sbatch accepts
+        assert!(sbatch_script(Path::new("/x"), &[], &opts).contains("#SBATCH --array=0\n"));
     }
 
     #[test]

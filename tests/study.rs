@@ -235,6 +235,102 @@ fn sweep_resumes_after_an_interruption_computing_each_point_once() {
 }
 
 #[test]
+fn a_slurm_sweep_plans_an_array_whose_tasks_run_the_points_and_collect_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.toml");
+    std::fs::write(
+        &base,
+        "seed = 3\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
+         [snn]\nn = 16\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
+         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n",
+    )
+    .unwrap();
+    // a space in the folder: the script must quote it
+    let out = dir.path().join("my sweep");
+    let plan = |extra: &[&str]| {
+        bin()
+            .args(["sweep", "--config", base.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--backend", "cpu"])
+            .args(["--set", "training.eta=1e-6,2e-6", "--slurm"])
+            .args(["--slurm-time", "00:10:00", "--slurm-cpus", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = plan(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = out.join("sweep.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --array=0,1\n"), "{text}");
+    assert!(text.contains("#SBATCH --time=00:10:00\n"), "{text}");
+    assert!(
+        !out.join("points").exists(),
+        "planning runs no point: {text}"
+    );
+    // what Slurm would do for each array task: run the script with its index
+    let task = |i: usize| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("SLURM_ARRAY_TASK_ID", i.to_string())
+            .output()
+            .unwrap()
+    };
+    let o = task(1);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // one point finished: collect merges it and names the other
+    let collect = || {
+        bin()
+            .args(["sweep", "--collect", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = collect();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 of 2 points finished"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("training.eta=1e-6"));
+    // planned again, the array holds only the unfinished point: a resubmission resumes
+    let o = plan(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --array=0\n"), "{text}");
+    let point1 = out
+        .join("points")
+        .join("training.eta=2e-6")
+        .join("point.json");
+    let t1 = std::fs::metadata(&point1).unwrap().modified().unwrap();
+    for i in [0, 1] {
+        let o = task(i);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        std::fs::metadata(&point1).unwrap().modified().unwrap(),
+        t1,
+        "a finished point is not run again"
+    );
+    let o = collect();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("point,training.eta,")
+    );
+    assert!(out.join("sweep.png").is_file());
+    // an index past the grid and a folder without a plan fail by name
+    let o = task(7);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--point 7"));
+    let o = bin()
+        .args(["sweep", "--collect", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sweep.json"));
+}
+
+#[test]
 fn malformed_set_keys_and_values_are_rejected_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");

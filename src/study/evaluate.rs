@@ -178,10 +178,7 @@ fn run_ensemble(
 
 /// The network with W_fast and W_slow scaled by `s` (the paper's per-level "safe scaling").
 pub fn scaled(net: &Network, s: f32) -> Network {
-    let mut n = net.clone();
-    n.w_fast.iter_mut().for_each(|w| *w *= s);
-    n.w_slow.iter_mut().for_each(|w| *w *= s);
-    n
+    net.scaled_recurrence(s)
 }
 
 /// Per-instance figures of a test ensemble.
