@@ -451,6 +451,7 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
                     let mut r = robust_snn::bench::run(gpu, &spec)?;
                     r.adapter = Some(gpu.adapter());
                     r.device_bytes = Some(gpu.device_bytes());
+                    r.kernel_seconds = gpu.last_stats().kernel_seconds;
                     r
                 }
             };

@@ -681,3 +681,49 @@ fn the_planned_dispatch_fits_the_loop_limit_with_the_most_synapse_types() {
         ),
     }
 }
+
+#[test]
+fn kernel_time_is_reported_where_the_adapter_times_its_dispatches() {
+    let Some(gpu) = engine() else { return };
+    let net = test_net(32, 8, 1, 1, 5);
+    let pert = Perturbation {
+        mismatch: 0.2,
+        ..Perturbation::default()
+    };
+    // two jobs, each timed by its own passes only
+    let timed = |steps: usize| {
+        let inputs = vec![smooth_input(steps, 1, 1.0, 9)];
+        let t0 = std::time::Instant::now();
+        run(
+            &gpu,
+            &net,
+            &pert,
+            3,
+            0..4,
+            &inputs,
+            0,
+            steps,
+            Record::default(),
+        );
+        (t0.elapsed().as_secs_f64(), gpu.last_stats().kernel_seconds)
+    };
+    let (wall_short, short) = timed(75);
+    let (wall_long, long) = timed(300);
+    let can_time = gpu
+        .context()
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    assert_eq!(
+        short.is_some(),
+        can_time,
+        "kernel time exactly where timestamps exist"
+    );
+    if let (Some(s), Some(l)) = (short, long) {
+        eprintln!("kernel {s:.4} s of {wall_short:.4} s wall; {l:.4} s of {wall_long:.4} s");
+        // the passes run inside the job's wall time, and do take time
+        assert!(s > 0.0 && s <= wall_short, "{s} vs wall {wall_short}");
+        assert!(l > 0.0 && l <= wall_long, "{l} vs wall {wall_long}");
+        // (no ratio between the two: timings on a shared machine are for benchmarks, not tests)
+    }
+}

@@ -9,6 +9,7 @@
 //! ([`GpuContext::scoped`]); uncaptured errors and device loss are recorded (not panicked on) and
 //! turned into `EngineError::Backend` at the next check; waits use a timeout.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,17 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     /// First uncaptured error or device-lost message (sticky).
     fault: Arc<Mutex<Option<String>>>,
+    /// Timestamp queries around each dispatch's compute pass, where the device has them.
+    timer: Option<Mutex<PassTimer>>,
+    /// Device nanoseconds of every timed compute pass so far (see [`GpuContext::kernel_ns`]).
+    kernel_ns: AtomicU64,
+}
+
+/// A two-entry timestamp query set (start and end of one compute pass) and the buffer its
+/// values resolve into.
+struct PassTimer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
 }
 
 fn backend_err(msg: impl Into<String>) -> EngineError {
@@ -155,6 +167,26 @@ impl GpuContext {
             "gpu: opened a device on {} ({:?}, {} {})",
             info.name, info.backend, info.driver, info.driver_info
         );
+        // timing costs one small read-back per dispatch; every dispatch already waits for its
+        // pass, so it adds no stall of its own
+        let timer = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                Mutex::new(PassTimer {
+                    set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("pass timer"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count: 2,
+                    }),
+                    resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("pass timer resolve"),
+                        size: 2 * wgpu::QUERY_SIZE as u64,
+                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    }),
+                })
+            });
         Ok(GpuContext {
             device,
             queue,
@@ -163,7 +195,19 @@ impl GpuContext {
             info,
             limits,
             fault,
+            timer,
+            kernel_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Device time, in nanoseconds, of every compute pass [`GpuContext::dispatch`] has run on
+    /// this context, from GPU timestamp queries; `None` when the device cannot time its passes.
+    /// Take the difference around a job to time it (jobs sharing the context at the same time
+    /// add up).
+    pub fn kernel_ns(&self) -> Option<u64> {
+        self.timer
+            .as_ref()
+            .map(|_| self.kernel_ns.load(Ordering::Relaxed))
     }
 
     pub fn adapter_info(&self) -> GpuAdapterInfo {
@@ -239,20 +283,46 @@ impl GpuContext {
         groups: &[(&wgpu::BindGroup, u32)],
         timeout: Duration,
     ) -> Result<(), EngineError> {
+        // one pass at a time uses the query set: held until its values are read
+        let timer = self
+            .timer
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
         let idx = self.scoped(what, || {
             self.queue.write_buffer(uni, 0, uniform);
             let mut enc = self.device.create_command_encoder(&Default::default());
             {
-                let mut pass = enc.begin_compute_pass(&Default::default());
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timer.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
+                        query_set: &t.set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+                });
                 pass.set_pipeline(pipe);
                 for (bg, count) in groups {
                     pass.set_bind_group(0, *bg, &[]);
                     pass.dispatch_workgroups(*count, 1, 1);
                 }
             }
+            if let Some(t) = &timer {
+                enc.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
+            }
             self.queue.submit([enc.finish()])
         })?;
-        self.wait(idx, timeout)
+        self.wait(idx, timeout)?;
+        if let Some(t) = &timer {
+            let raw = self.read_back(&t.resolve, 2 * wgpu::QUERY_SIZE as u64, timeout)?;
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+            // ticks to ns by the queue's period; a counter that wrapped or a pass the driver
+            // did not time (both ticks 0) adds nothing rather than garbage
+            let ns =
+                ticks[1].saturating_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
+            self.kernel_ns
+                .fetch_add(ns.round() as u64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Copies `bytes` bytes of `buf` (COPY_SRC) into host memory via a staging buffer.

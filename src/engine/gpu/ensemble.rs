@@ -94,6 +94,9 @@ pub struct GpuRunStats {
     pub workgroup_size: u32,
     /// Steps per dispatch (K) of the last chunk.
     pub steps_per_dispatch: usize,
+    /// Device time of the job's compute passes (GPU timestamp queries); `None` where the
+    /// adapter cannot time them.
+    pub kernel_seconds: Option<f64>,
 }
 
 /// The GPU engine. Holds the device and the compiled pipelines (one per shader shape).
@@ -316,6 +319,7 @@ impl Engine for GpuEngine {
 
     fn simulate(&self, job: &EnsembleJob) -> Result<EnsembleOutput, EngineError> {
         validate_job(job)?;
+        let kernel_ns_before = self.ctx.kernel_ns();
         let nominal = job.perturbation.nominal(job.net);
         let net: &crate::snn::Network = &nominal;
         let lay = Layout::new(job);
@@ -604,6 +608,11 @@ impl Engine for GpuEngine {
             device_bytes: bytes,
             workgroup_size: wg,
             steps_per_dispatch: k_used,
+            kernel_seconds: self
+                .ctx
+                .kernel_ns()
+                .zip(kernel_ns_before)
+                .map(|(after, before)| after.saturating_sub(before) as f64 * 1e-9),
         };
         Ok(EnsembleOutput {
             trials,
