@@ -207,6 +207,10 @@ pub struct TrainingConfig {
     pub qat_scope: crate::snn::QuantScope,
     /// Training trials between re-quantisations of the shadow W_slow.
     pub qat_interval: usize,
+    /// Steps whose W_slow updates the CPU trainers apply at once, as one matrix product
+    /// (`learn::deferred`; the spiking rows are reconstructed, so the network runs the same
+    /// weights to rounding). 1: every step, as the GPU trainers do.
+    pub update_block: usize,
     /// Mismatch-ensemble training (`[training.robust]`).
     pub robust: RobustTraining,
     /// The plain recipe that `run` trains beside a robust one and compares it with
@@ -507,6 +511,7 @@ impl Default for TrainingConfig {
             qat_bits: 0,
             qat_scope: crate::snn::QuantScope::All,
             qat_interval: 1,
+            update_block: 1,
             robust: RobustTraining::default(),
             plain: PlainComparison::default(),
             hardware: HardwareTraining::default(),
@@ -784,6 +789,9 @@ impl Config {
             ));
         }
         positive(&mut p, "training.qat_interval", r.qat_interval as f64);
+        if r.update_block == 0 {
+            p.push("training.update_block must be >= 1 (1: the update every step), got 0".into());
+        }
         let rb = &r.robust;
         for (key, v) in [
             ("training.robust.sigma", rb.sigma),

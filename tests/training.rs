@@ -489,3 +489,73 @@ fn hardware_aware_training_stays_on_the_chip() {
         assert!(close(ws[k], t.net.w_slow[k]), "w_slow[{k}]");
     }
 }
+
+/// `training.update_block`: blocks of 32 steps train what the per-step rule trains, to rounding,
+/// through every CPU trainer (plain, quantisation-aware, mismatch-ensemble with and without QAT):
+/// W_slow within 1e-4 of its largest entry and the same validation accuracy. The two are not
+/// bit-identical (the block is applied as one product), which shows the block was used. The key
+/// is refused at 0, by name.
+#[test]
+fn a_deferred_update_trains_what_the_per_step_rule_trains() {
+    let (_, _, _, cfg) = small_setup();
+    let ensemble = robust_snn::config::RobustTraining {
+        instances: 2,
+        nominal_share: 0.5,
+        sigma: 0.1,
+        max_rate_hz: 0.0,
+        ..Default::default()
+    };
+    for (what, cfg) in [
+        ("plain", cfg.clone()),
+        (
+            "QAT 4 bits",
+            TrainingConfig {
+                qat_bits: 4,
+                ..cfg.clone()
+            },
+        ),
+        (
+            "ensemble",
+            TrainingConfig {
+                robust: ensemble.clone(),
+                ..cfg.clone()
+            },
+        ),
+        (
+            "ensemble QAT 4 bits",
+            TrainingConfig {
+                robust: ensemble.clone(),
+                qat_bits: 4,
+                ..cfg.clone()
+            },
+        ),
+    ] {
+        let per_step = train_with(&cfg);
+        let deferred = train_with(&TrainingConfig {
+            update_block: 32,
+            ..cfg.clone()
+        });
+        let (a, b) = (&per_step[0].net.w_slow, &deferred[0].net.w_slow);
+        let largest = a.iter().fold(0f32, |m, &x| m.max(x.abs()));
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(largest > 0.0, "{what}: W_slow learned");
+        assert!(
+            worst <= 1e-4 * largest,
+            "{what}: |diff| {worst} of {largest}"
+        );
+        assert!(a != b, "{what}: the block was applied as a product");
+        let acc = |t: &robust_snn::learn::trainer::TrainedNetwork| -> Vec<f64> {
+            t.history.iter().map(|h| h.val_accuracy).collect()
+        };
+        assert_eq!(acc(&per_step[0]), acc(&deferred[0]), "{what}");
+    }
+    let err = robust_snn::config::Config::parse("[training]\nupdate_block = 0\n", "zero.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("zero.toml") && err.contains("training.update_block must be >= 1"),
+        "{err}"
+    );
+    let ok = robust_snn::config::Config::parse("[training]\nupdate_block = 64\n", "ok.toml");
+    assert_eq!(ok.unwrap().training.update_block, 64);
+}

@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::deferred::{ChipSlow, Deferred};
 use super::rule::{TrainTrialStats, Trainer};
 use crate::chip::rng::Stream;
 use crate::chip::{Instance, MismatchMode, Perturbation};
@@ -83,7 +84,9 @@ pub fn draw_chips(
 /// dW = sum_t eta r (F_chip e)ᵀ (diagonal 0). With `online` the update is applied to the chip's
 /// own effective W_slow (nominal + dW, times the chip's factors) as it runs, as in plain
 /// training; without it the chip runs on `net`'s W_slow throughout (quantisation-aware
-/// training: the running weights stay on their grid within a trial).
+/// training: the running weights stay on their grid within a trial). The update is applied in
+/// blocks of `update_block` steps ([`Deferred`]; 1: every step): online, the chip's spikes
+/// propagate through its current effective rows `(W_slow + dW)[j] ∘ G[j]`, pending part included.
 #[allow(clippy::too_many_arguments)]
 pub fn chip_update(
     net: &Network,
@@ -94,66 +97,98 @@ pub fn chip_update(
     eta: f32,
     trial_index: u32,
     online: bool,
+    update_block: usize,
+) -> Result<(Vec<f32>, TrainTrialStats), EngineError> {
+    chip_run(
+        net,
+        chip,
+        input,
+        target_x,
+        k,
+        eta,
+        trial_index,
+        online,
+        update_block,
+        None,
+    )
+}
+
+/// [`chip_update`], recording the chip's spikes as (step, neuron) in `raster` when given.
+#[allow(clippy::too_many_arguments)]
+fn chip_run(
+    net: &Network,
+    chip: &Instance,
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    trial_index: u32,
+    online: bool,
+    update_block: usize,
+    mut raster: Option<&mut Vec<(u32, u32)>>,
 ) -> Result<(Vec<f32>, TrainTrialStats), EngineError> {
     let (n, nc, c) = (net.n, net.nc, net.n_in);
     let steps = input.len() / c.max(1);
-    // the chip's recurrent weights: effective W_slow = W_slow o G (G its factors)
-    let mut factors = vec![1f32; n * n];
-    if chip.factor_sigma(Stream::W_SLOW) > 0.0 {
-        for (pre, row) in factors.chunks_mut(n).enumerate() {
+    // the chip's recurrent weights: effective W_slow = W_slow o G (G its factors; None: all 1,
+    // where w * 1 = w exactly, so the nominal chip skips the products)
+    let factors: Option<Vec<f32>> = (chip.factor_sigma(Stream::W_SLOW) > 0.0).then(|| {
+        let mut g = vec![1f32; n * n];
+        for (pre, row) in g.chunks_mut(n).enumerate() {
             chip.fill_factors(Stream::W_SLOW, pre as u32, row);
         }
-    }
-    let mut eff: Vec<f32> = net
-        .w_slow
-        .iter()
-        .zip(&factors)
-        .map(|(w, g)| w * g)
-        .collect();
+        g
+    });
+    let mut eff: Vec<f32> = match &factors {
+        Some(g) => net.w_slow.iter().zip(g).map(|(w, g)| w * g).collect(),
+        None => net.w_slow.clone(),
+    };
     let mut w_fast = net.w_fast.clone();
     if chip.factor_sigma(Stream::W_FAST) > 0.0 {
         chip.effective_recurrent(Stream::W_FAST, &net.w_fast, &mut w_fast);
     }
-    let f = chip.effective_f(net);
     let mut delta = vec![0f32; n * n];
+    // the chip's encoder F (its feedback F e) is the trainer's
     let mut tr = Trainer::on_chip(net, chip, trial_index)?;
+    let mut pending = Deferred::new(n, update_block.min(steps.max(1)))?;
+    let g = factors.as_deref();
     let mut x_hat = vec![0f32; steps * nc];
     let mut spikes = 0u64;
     for t in 0..steps {
-        tr.forward_with(
-            &w_fast,
-            &eff,
-            &f,
-            &input[t * c..(t + 1) * c],
-            &target_x[t * nc..(t + 1) * nc],
-            k,
-        );
+        let (u, x) = (&input[t * c..(t + 1) * c], &target_x[t * nc..(t + 1) * nc]);
+        if online {
+            tr.forward_pending(&w_fast, &eff, g, &mut pending, u, x, k);
+        } else {
+            // the running weights do not change within the trial: nothing to reconstruct
+            tr.forward_with(&w_fast, &eff, u, x, k);
+        }
         spikes += tr.state.spikes.len() as u64;
+        if let Some(r) = raster.as_deref_mut() {
+            r.extend(tr.state.spikes.iter().map(|&j| (t as u32, j)));
+        }
         x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
         if eta == 0.0 {
             continue;
         }
-        for pre in 0..n {
-            let a = eta * tr.state.r[pre];
-            if a == 0.0 {
-                continue;
-            }
-            let row = pre * n..(pre + 1) * n;
-            for ((d, e), (&g, &fe)) in delta[row.clone()]
-                .iter_mut()
-                .zip(&mut eff[row.clone()])
-                .zip(factors[row].iter().zip(&tr.fe))
-            {
-                let dw = a * fe;
-                *d += dw;
-                if online {
-                    *e += dw * g;
-                }
-            }
-            delta[pre * n + pre] = 0.0;
-            eff[pre * n + pre] = 0.0;
+        pending.push(eta, &tr.state.r, &tr.fe);
+        if pending.is_full() {
+            pending.flush_chip(
+                &mut delta,
+                online.then_some(ChipSlow {
+                    eff: &mut eff,
+                    w0: &net.w_slow,
+                    g,
+                }),
+            );
         }
     }
+    pending.flush_chip(
+        &mut delta,
+        online.then_some(ChipSlow {
+            eff: &mut eff,
+            w0: &net.w_slow,
+            g,
+        }),
+    );
     Ok((
         delta,
         TrainTrialStats::of_trial(net, spikes, steps, target_x, &x_hat),
@@ -178,8 +213,9 @@ impl TrialSettings {
 }
 
 /// The mean update of one ensemble trial: every chip runs the trial from `net`'s W_slow (in
-/// parallel, `online` as in [`chip_update`]), and the updates of the chips whose rate stayed at
-/// or below `max_rate_hz` (0: no limit) are averaged (None when every chip was left out).
+/// parallel, `online` and `update_block` as in [`chip_update`]), and the updates of the chips
+/// whose rate stayed at or below `max_rate_hz` (0: no limit) are averaged (None when every chip
+/// was left out).
 pub fn ensemble_update(
     net: &Network,
     chips: &[Instance],
@@ -187,6 +223,7 @@ pub fn ensemble_update(
     target_x: &[f32],
     t: &TrialSettings,
     online: bool,
+    update_block: usize,
 ) -> Result<(Option<Vec<f32>>, Vec<ChipTrial>), EngineError> {
     let c = net.n_in.max(1);
     if !input.len().is_multiple_of(c) || target_x.len() != (input.len() / c) * net.nc {
@@ -208,6 +245,7 @@ pub fn ensemble_update(
                 t.eta,
                 t.trial_index,
                 online,
+                update_block,
             )
         })
         .collect::<Result<_, _>>()?;
@@ -255,7 +293,19 @@ pub fn train_trial_ensemble(
     target_x: &[f32],
     t: &TrialSettings,
 ) -> Result<Vec<ChipTrial>, EngineError> {
-    let (mean, trials) = ensemble_update(net, chips, input, target_x, t, true)?;
+    train_trial_ensemble_deferred(net, chips, input, target_x, t, 1)
+}
+
+/// [`train_trial_ensemble`] with each chip's update applied in blocks of `update_block` steps.
+pub fn train_trial_ensemble_deferred(
+    net: &mut Network,
+    chips: &[Instance],
+    input: &[f32],
+    target_x: &[f32],
+    t: &TrialSettings,
+    update_block: usize,
+) -> Result<Vec<ChipTrial>, EngineError> {
+    let (mean, trials) = ensemble_update(net, chips, input, target_x, t, true, update_block)?;
     apply_mean(&mut net.w_slow, net.n, mean);
     Ok(trials)
 }
@@ -271,7 +321,22 @@ pub fn train_trial_ensemble_shadow(
     target_x: &[f32],
     t: &TrialSettings,
 ) -> Result<Vec<ChipTrial>, EngineError> {
-    let (mean, trials) = ensemble_update(running, chips, input, target_x, t, false)?;
+    train_trial_ensemble_shadow_deferred(running, shadow, chips, input, target_x, t, 1)
+}
+
+/// [`train_trial_ensemble_shadow`] with each chip's update accumulated in blocks of
+/// `update_block` steps (the chips' running weights are fixed within the trial, so only the
+/// accumulation waits).
+pub fn train_trial_ensemble_shadow_deferred(
+    running: &Network,
+    shadow: &mut [f32],
+    chips: &[Instance],
+    input: &[f32],
+    target_x: &[f32],
+    t: &TrialSettings,
+    update_block: usize,
+) -> Result<Vec<ChipTrial>, EngineError> {
+    let (mean, trials) = ensemble_update(running, chips, input, target_x, t, false, update_block)?;
     apply_mean(shadow, running.n, mean);
     Ok(trials)
 }
@@ -418,9 +483,10 @@ mod tests {
         .unwrap();
         let mut want: Vec<f64> = net.w_slow.iter().map(|&w| w as f64).collect();
         for chip in &chips {
-            let (d, _) = chip_update(&running, chip, &input, &target, k, eta, 7, false).unwrap();
+            let (d, _) = chip_update(&running, chip, &input, &target, k, eta, 7, false, 1).unwrap();
             // offline: the same chip run online on the same weights updates differently
-            let (d_on, _) = chip_update(&running, chip, &input, &target, k, eta, 7, true).unwrap();
+            let (d_on, _) =
+                chip_update(&running, chip, &input, &target, k, eta, 7, true, 1).unwrap();
             assert_ne!(d, d_on);
             for (w, x) in want.iter_mut().zip(&d) {
                 *w += *x as f64 / chips.len() as f64;
@@ -436,6 +502,177 @@ mod tests {
         }
         assert_ne!(shadow, net.w_slow);
         assert_ne!(shadow, crate::snn::quantize::quantize(&shadow, 4));
+    }
+
+    /// The per-step rule on one chip as chip_update computed it before the update was deferred
+    /// (the step propagating through the effective W_slow itself, dW applied every step): the
+    /// reference of the deferred update. Returns dW and the spikes as (step, neuron).
+    #[allow(clippy::too_many_arguments)]
+    fn per_step_chip(
+        net: &Network,
+        chip: &Instance,
+        input: &[f32],
+        target_x: &[f32],
+        k: f32,
+        eta: f32,
+        trial_index: u32,
+        online: bool,
+    ) -> (Vec<f32>, Vec<(u32, u32)>) {
+        let (n, nc, c) = (net.n, net.nc, net.n_in);
+        let steps = input.len() / c;
+        let mut factors = vec![1f32; n * n];
+        if chip.factor_sigma(Stream::W_SLOW) > 0.0 {
+            for (pre, row) in factors.chunks_mut(n).enumerate() {
+                chip.fill_factors(Stream::W_SLOW, pre as u32, row);
+            }
+        }
+        let mut eff: Vec<f32> = net
+            .w_slow
+            .iter()
+            .zip(&factors)
+            .map(|(w, g)| w * g)
+            .collect();
+        let mut w_fast = net.w_fast.clone();
+        if chip.factor_sigma(Stream::W_FAST) > 0.0 {
+            chip.effective_recurrent(Stream::W_FAST, &net.w_fast, &mut w_fast);
+        }
+        let mut delta = vec![0f32; n * n];
+        let mut tr = Trainer::on_chip(net, chip, trial_index).unwrap();
+        let mut raster = vec![];
+        for t in 0..steps {
+            let (u, x) = (&input[t * c..(t + 1) * c], &target_x[t * nc..(t + 1) * nc]);
+            tr.forward_with(&w_fast, &eff, u, x, k);
+            raster.extend(tr.state.spikes.iter().map(|&j| (t as u32, j)));
+            for pre in 0..n {
+                let a = eta * tr.state.r[pre];
+                if a == 0.0 {
+                    continue;
+                }
+                for post in 0..n {
+                    let dw = a * tr.fe[post];
+                    delta[pre * n + post] += dw;
+                    if online {
+                        eff[pre * n + post] += dw * factors[pre * n + post];
+                    }
+                }
+                delta[pre * n + pre] = 0.0;
+                eff[pre * n + pre] = 0.0;
+            }
+        }
+        (delta, raster)
+    }
+
+    /// A 320-neuron network with a trained W_slow, a 200-step trial and four training chips at
+    /// 20 % mismatch with membrane noise (the first nominal).
+    fn large_setup() -> (Network, Vec<f32>, Vec<f32>, Vec<Instance>) {
+        use crate::engine::cpu::tests::{smooth_input, test_net};
+        let mut net = test_net(
+            SnnParams {
+                n: 320,
+                ..Default::default()
+            },
+            64,
+            2,
+            1,
+            12,
+        );
+        // a W_slow of the size training gives it, so that its mismatch and its update matter
+        for trial in 0..2 {
+            let inp = smooth_input(1000, 2, 1.0, 40 + trial);
+            let x = smooth_input(1000, 64, 0.5, 50 + trial);
+            crate::learn::train_trial(&mut net, &inp, &x, 500.0, 2e-5, 3, trial as u32).unwrap();
+        }
+        assert!(net.w_slow.iter().any(|&w| w != 0.0));
+        let input = smooth_input(200, 2, 1.0, 61);
+        let target = smooth_input(200, 64, 0.5, 62);
+        let r = RobustTraining {
+            nominal_share: 0.25,
+            ..robust(4)
+        };
+        let chips = draw_chips(&net, &r, 1, 7, 0.2);
+        (net, input, target, chips)
+    }
+
+    /// A block of one step is the per-step rule on every chip, online and offline, bit for bit.
+    #[test]
+    fn a_block_of_one_step_is_the_per_step_rule_on_every_chip() {
+        let (net, input, target, chips) = large_setup();
+        let (k, eta) = (500.0, 1e-4);
+        for online in [true, false] {
+            for chip in &chips {
+                let (d_ref, s_ref) = per_step_chip(&net, chip, &input, &target, k, eta, 7, online);
+                let mut s = vec![];
+                let (d, _) = chip_run(
+                    &net,
+                    chip,
+                    &input,
+                    &target,
+                    k,
+                    eta,
+                    7,
+                    online,
+                    1,
+                    Some(&mut s),
+                )
+                .unwrap();
+                assert!(s_ref.len() > 200);
+                assert_eq!(s, s_ref, "chip {} online {online}", chip.index);
+                assert!(d == d_ref, "chip {} online {online}: dW", chip.index);
+            }
+        }
+    }
+
+    /// M = 32 on mismatched chips over 200 steps: each chip's spikes are the per-step rule's and
+    /// its dW is within 1e-4 of its largest entry; so is the trained W_slow's change. Without
+    /// the spiking rows' pending part the chips would run on stale weights and part ways.
+    #[test]
+    fn a_block_of_32_steps_keeps_every_chips_spikes_and_update() {
+        let (net, input, target, chips) = large_setup();
+        let (k, eta) = (500.0, 1e-4);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let largest = b.iter().fold(0f32, |m, &x| m.max(x.abs()));
+            let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(largest > 0.0, "{what}: nothing learned");
+            assert!(
+                worst <= 1e-4 * largest,
+                "{what}: |diff| {worst} of {largest}"
+            );
+        };
+        for chip in &chips {
+            let (d_ref, s_ref) = per_step_chip(&net, chip, &input, &target, k, eta, 7, true);
+            let mut s = vec![];
+            let (d, _) = chip_run(
+                &net,
+                chip,
+                &input,
+                &target,
+                k,
+                eta,
+                7,
+                true,
+                32,
+                Some(&mut s),
+            )
+            .unwrap();
+            assert_eq!(s.len(), s_ref.len(), "chip {}: spike counts", chip.index);
+            assert!(s == s_ref, "chip {}: spikes", chip.index);
+            close(&d, &d_ref, &format!("chip {} dW", chip.index));
+        }
+        // through the ensemble trainer
+        let at = at(k, eta, 0.0);
+        let (mut per_step, mut deferred) = (net.clone(), net.clone());
+        let a = train_trial_ensemble(&mut per_step, &chips, &input, &target, &at).unwrap();
+        let b =
+            train_trial_ensemble_deferred(&mut deferred, &chips, &input, &target, &at, 32).unwrap();
+        assert_eq!(a, b, "the chips' figures");
+        let moved = |w: &Network| -> Vec<f32> {
+            w.w_slow
+                .iter()
+                .zip(&net.w_slow)
+                .map(|(a, b)| a - b)
+                .collect()
+        };
+        close(&moved(&deferred), &moved(&per_step), "W_slow's change");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The local learning rule of Network ADS (Alemi et al. 2018 as used by Büchel et al. 2021).
 
+pub mod deferred;
 pub mod ensemble;
 pub mod gpu;
 pub mod gpu_ensemble;

@@ -10,9 +10,14 @@
 //! trainer adds the feedback current and the update. The initial V of trial `j` is drawn like a
 //! chip instance's, with instance word [`TRAIN_INSTANCE`]: `uniform4(seed, TRAIN_INSTANCE,
 //! INIT_V, j, i/4)[i%4]`.
+//!
+//! A trial applies the update in blocks of `training.update_block` steps ([`Deferred`]): the step
+//! then runs without W_slow and the trainer propagates the spikes through W_slow's current rows
+//! itself ([`Trainer::forward_pending`]); one step per block is the per-step rule bit for bit.
 
 use rayon::prelude::*;
 
+use super::deferred::Deferred;
 use crate::chip::Instance;
 use crate::chip::instance::initial_v;
 use crate::chip::rng::TRAIN_INSTANCE;
@@ -45,6 +50,9 @@ pub struct Trainer {
     fast: bool,
     d_t: Vec<f32>,
     input_proj_t: Vec<f32>,
+    /// The encoder transposed, `f_t[k][i] = F[i][k]` (Nc x N): F e is summed over k for all
+    /// neurons side by side (see [`Trainer::feedback`]).
+    f_t: Vec<f32>,
     /// Membrane noise keys (a chip with noise; None on the nominal network).
     noise: Option<NoiseKey>,
 }
@@ -67,17 +75,23 @@ impl Trainer {
             transpose(&net.d, nc, n),
             transpose(&net.input_projection(), n, net.n_in),
         );
-        Ok(Trainer::with_parts(net, consts, &v0, d_t, proj_t, None))
+        let f_t = transpose(&net.f, n, nc);
+        Ok(Trainer::with_parts(
+            net,
+            consts,
+            &v0,
+            [d_t, proj_t, f_t],
+            None,
+        ))
     }
 
-    /// The trainer of one trial from its parts: constants, initial V, decoder Dᵀ (N x Nc),
-    /// input projection transposed (C x N) and the noise keys.
+    /// The trainer of one trial from its parts: constants, initial V, the decoder Dᵀ (N x Nc),
+    /// input projection transposed (C x N) and encoder transposed (Nc x N), and the noise keys.
     fn with_parts(
         net: &Network,
         consts: NeuronConsts,
         v0: &[f32],
-        d_t: Vec<f32>,
-        input_proj_t: Vec<f32>,
+        [d_t, input_proj_t, f_t]: [Vec<f32>; 3],
         noise: Option<NoiseKey>,
     ) -> Self {
         let (n, nc) = (net.n, net.nc);
@@ -91,13 +105,14 @@ impl Trainer {
             fast: net.w_fast.iter().any(|&w| w != 0.0),
             d_t,
             input_proj_t,
+            f_t,
             consts,
             noise,
         }
     }
 
     /// A trainer for trial `trial_index` on chip `inst` of `net`: the chip's neuron constants,
-    /// decoder, input projection, initial V and membrane noise (its recurrent weights and its F
+    /// decoder, encoder F, input projection, initial V and membrane noise (its recurrent weights
     /// are passed to [`Trainer::forward_with`]).
     pub fn on_chip(net: &Network, inst: &Instance, trial_index: u32) -> Result<Self, EngineError> {
         net.validate_shapes()?;
@@ -114,7 +129,14 @@ impl Trainer {
             transpose(&inst.d, nc, n),
             transpose(&inst.input_proj, n, net.n_in),
         );
-        Ok(Trainer::with_parts(net, consts, &v0, d_t, proj_t, noise))
+        let f_t = transpose(&inst.effective_f(net), n, nc);
+        Ok(Trainer::with_parts(
+            net,
+            consts,
+            &v0,
+            [d_t, proj_t, f_t],
+            noise,
+        ))
     }
 
     /// One training step: network step (with the feedback current of the previous step), then
@@ -141,45 +163,129 @@ impl Trainer {
 
     /// The network step, e = x - x~, F e and the next feedback current k F e.
     fn forward(&mut self, net: &Network, input_t: &[f32], target_t: &[f32], k: f32) {
-        self.forward_with(&net.w_fast, &net.w_slow, &net.f, input_t, target_t, k);
+        self.forward_with(&net.w_fast, &net.w_slow, input_t, target_t, k);
     }
 
-    /// [`Trainer::forward`] with explicit recurrent weights (`[pre][post]`) and encoder F
-    /// (N x Nc): a chip's effective ones.
+    /// [`Trainer::forward`] with explicit recurrent weights (`[pre][post]`): a chip's effective
+    /// ones.
     pub fn forward_with(
         &mut self,
         w_fast: &[f32],
         w_slow: &[f32],
-        f: &[f32],
         input_t: &[f32],
         target_t: &[f32],
         k: f32,
     ) {
-        let nc = self.err.len();
-        {
-            let w = StepWeights {
-                w_fast: self.fast.then_some(w_fast),
-                w_slow: Some(w_slow),
-                d_t: &self.d_t,
-                input_proj_t: &self.input_proj_t,
-            };
-            step(
-                &self.consts,
-                &w,
-                &mut self.state,
-                input_t,
-                self.t,
-                self.noise.as_ref(),
-            );
+        self.network_step(w_fast, Some(w_slow), input_t);
+        self.feedback(target_t, k);
+    }
+
+    /// [`Trainer::forward_with`] while the update of W_slow is deferred in `pending`: the step
+    /// runs without W_slow (it still decays I_slow) and the slow synapses' propagation is done
+    /// here through the current rows of the spiking neurons, `base[j] + pending[j]` (times the
+    /// chip's factors `g[j]` when given; `base` is then the chip's effective matrix), in the
+    /// step's own order and arithmetic ([`Deferred::propagate`]). The step computes nothing
+    /// from I_slow after its propagation, so with nothing pending this is `forward_with` bit
+    /// for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_pending(
+        &mut self,
+        w_fast: &[f32],
+        base: &[f32],
+        g: Option<&[f32]>,
+        pending: &mut Deferred,
+        input_t: &[f32],
+        target_t: &[f32],
+        k: f32,
+    ) {
+        self.network_step(w_fast, None, input_t);
+        pending.propagate(
+            &self.state.spikes,
+            base,
+            g,
+            &self.consts.inv_tau_slow,
+            &mut self.state.i_slow,
+        );
+        self.feedback(target_t, k);
+    }
+
+    /// One training step with the update deferred: [`Trainer::forward_pending`] on `net`, this
+    /// step's `eta r (F e)ᵀ` recorded in `pending`, and the block applied to `net.w_slow` when
+    /// it is full.
+    pub fn step_deferred(
+        &mut self,
+        net: &mut Network,
+        pending: &mut Deferred,
+        input_t: &[f32],
+        target_t: &[f32],
+        k: f32,
+        eta: f32,
+    ) {
+        self.forward_pending(
+            &net.w_fast,
+            &net.w_slow,
+            None,
+            pending,
+            input_t,
+            target_t,
+            k,
+        );
+        self.defer(pending, &mut net.w_slow, eta);
+    }
+
+    /// [`Trainer::step_shadow`] with the update deferred: the running `net` is fixed within the
+    /// trial, so only the shadow's accumulation waits for the block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_shadow_deferred(
+        &mut self,
+        net: &Network,
+        shadow: &mut [f32],
+        pending: &mut Deferred,
+        input_t: &[f32],
+        target_t: &[f32],
+        k: f32,
+        eta: f32,
+    ) {
+        self.forward(net, input_t, target_t, k);
+        self.defer(pending, shadow, eta);
+    }
+
+    /// Records this step's update in `pending` (nothing when eta = 0, as the per-step rule) and
+    /// applies the block to `w` when it is full.
+    fn defer(&self, pending: &mut Deferred, w: &mut [f32], eta: f32) {
+        if eta != 0.0 {
+            pending.push(eta, &self.state.r, &self.fe);
+            if pending.is_full() {
+                pending.flush(w);
+            }
         }
+    }
+
+    /// The network step (engine::lif_step::step) with the trainer's constants, state and noise.
+    fn network_step(&mut self, w_fast: &[f32], w_slow: Option<&[f32]>, input_t: &[f32]) {
+        let w = StepWeights {
+            w_fast: self.fast.then_some(w_fast),
+            w_slow,
+            d_t: &self.d_t,
+            input_proj_t: &self.input_proj_t,
+        };
+        step(
+            &self.consts,
+            &w,
+            &mut self.state,
+            input_t,
+            self.t,
+            self.noise.as_ref(),
+        );
         self.t += 1;
+    }
+
+    /// e = x - x~ (after the step), F e (ascending k) and the next step's feedback k F e.
+    fn feedback(&mut self, target_t: &[f32], k: f32) {
         for ((e, &x), &xh) in self.err.iter_mut().zip(target_t).zip(&self.state.x_hat) {
             *e = x - xh;
         }
-        for (i, fe) in self.fe.iter_mut().enumerate() {
-            let row = &f[i * nc..(i + 1) * nc];
-            *fe = row.iter().zip(&self.err).map(|(a, b)| a * b).sum();
-        }
+        feedback_projection(&self.f_t, &self.err, &mut self.fe);
         for (fb, &fe) in self.state.i_fb.iter_mut().zip(&self.fe) {
             *fb = k * fe;
         }
@@ -208,6 +314,41 @@ impl Trainer {
     }
 }
 
+/// `fe = F e` from the transposed encoder `f_t` (Nc x N): each `fe[i]` is the sum of its
+/// products `F[i][k] e[k]` in ascending k from the neutral element `Iterator::sum` starts from,
+/// i.e. exactly `F[i].iter().zip(e).map(|(a, b)| a * b).sum()` (docs/design.md §2, step 8, and
+/// the WGSL twin), but with k outer the N sums advance side by side and vectorise: one row's
+/// sum alone is a chain of Nc dependent additions (a third of a training step's time at
+/// N = 320, Nc = 64 with the update every step, measured with perf).
+fn feedback_projection(f_t: &[f32], e: &[f32], fe: &mut [f32]) {
+    // neurons per block: the block's sums stay in registers over the whole k loop
+    const BLOCK: usize = 32;
+    let zero: f32 = std::iter::empty::<f32>().sum();
+    let n = fe.len();
+    let full = n / BLOCK * BLOCK;
+    let (blocks, rest) = fe.split_at_mut(full);
+    for (b, out) in blocks.chunks_exact_mut(BLOCK).enumerate() {
+        let i0 = b * BLOCK;
+        // a fixed-size array, so that it lives in registers
+        let mut acc = [zero; BLOCK];
+        for (k, &ek) in e.iter().enumerate() {
+            let col: &[f32; BLOCK] = f_t[k * n + i0..k * n + i0 + BLOCK]
+                .try_into()
+                .expect("a block of BLOCK columns");
+            for (a, &f) in acc.iter_mut().zip(col) {
+                *a += f * ek;
+            }
+        }
+        out.copy_from_slice(&acc);
+    }
+    rest.fill(zero);
+    for (k, &ek) in e.iter().enumerate() {
+        for (a, &f) in rest.iter_mut().zip(&f_t[k * n + full..(k + 1) * n]) {
+            *a += f * ek;
+        }
+    }
+}
+
 /// Trains `net.w_slow` on one trial (input T x C, teacher activations T x Nc) with feedback
 /// gain `k` and learning rate `eta`.
 #[allow(clippy::too_many_arguments)]
@@ -220,7 +361,35 @@ pub fn train_trial(
     seed: u64,
     trial_index: u32,
 ) -> Result<TrainTrialStats, EngineError> {
-    run_trial(net, None, input, target_x, k, eta, seed, trial_index)
+    run_trial(net, None, input, target_x, k, eta, seed, trial_index, 1)
+}
+
+/// As [`train_trial`] (or, with `shadow`, [`train_trial_shadow`]) with the update applied in
+/// blocks of `update_block` steps ([`Deferred`]; 1: every step, bit for bit the per-step rule).
+/// A block longer than the trial is the trial.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial_deferred(
+    net: &mut Network,
+    shadow: Option<&mut [f32]>,
+    input: &[f32],
+    target_x: &[f32],
+    k: f32,
+    eta: f32,
+    seed: u64,
+    trial_index: u32,
+    update_block: usize,
+) -> Result<TrainTrialStats, EngineError> {
+    run_trial(
+        net,
+        shadow,
+        input,
+        target_x,
+        k,
+        eta,
+        seed,
+        trial_index,
+        update_block,
+    )
 }
 
 /// As [`train_trial`], quantisation-aware: `net` runs as it is (its matrices on their grids) and
@@ -236,13 +405,6 @@ pub fn train_trial_shadow(
     seed: u64,
     trial_index: u32,
 ) -> Result<TrainTrialStats, EngineError> {
-    if shadow.len() != net.w_slow.len() {
-        return Err(EngineError::Shape {
-            what: "the float shadow of W_slow".into(),
-            expected: net.w_slow.len(),
-            got: shadow.len(),
-        });
-    }
     run_trial(
         net,
         Some(shadow),
@@ -252,6 +414,7 @@ pub fn train_trial_shadow(
         eta,
         seed,
         trial_index,
+        1,
     )
 }
 
@@ -265,8 +428,18 @@ fn run_trial(
     eta: f32,
     seed: u64,
     trial_index: u32,
+    update_block: usize,
 ) -> Result<TrainTrialStats, EngineError> {
     net.validate_shapes()?;
+    if let Some(w) = shadow.as_deref()
+        && w.len() != net.w_slow.len()
+    {
+        return Err(EngineError::Shape {
+            what: "the float shadow of W_slow".into(),
+            expected: net.w_slow.len(),
+            got: w.len(),
+        });
+    }
     let (nc, c) = (net.nc, net.n_in);
     if c == 0 || !input.len().is_multiple_of(c) {
         return Err(EngineError::Shape {
@@ -289,16 +462,23 @@ fn run_trial(
         )));
     }
     let mut tr = Trainer::new(net, seed, trial_index)?;
+    // the pending block holds at most the trial (a larger M allocates nothing more)
+    let mut pending = Deferred::new(net.n, update_block.min(steps.max(1)))?;
     let mut x_hat = vec![0f32; steps * nc];
     let mut spikes = 0u64;
     for t in 0..steps {
         let (u, x) = (&input[t * c..(t + 1) * c], &target_x[t * nc..(t + 1) * nc]);
         match shadow.as_deref_mut() {
-            None => tr.step(net, u, x, k, eta),
-            Some(w) => tr.step_shadow(net, w, u, x, k, eta),
+            None => tr.step_deferred(net, &mut pending, u, x, k, eta),
+            Some(w) => tr.step_shadow_deferred(net, w, &mut pending, u, x, k, eta),
         }
         spikes += tr.state.spikes.len() as u64;
         x_hat[t * nc..(t + 1) * nc].copy_from_slice(&tr.state.x_hat);
+    }
+    // the trial's last, partial block
+    match shadow {
+        None => pending.flush(&mut net.w_slow),
+        Some(w) => pending.flush(w),
     }
     Ok(TrainTrialStats::of_trial(
         net, spikes, steps, target_x, &x_hat,
@@ -412,6 +592,38 @@ mod tests {
         assert!(changed);
     }
 
+    /// F e summed neuron by neuron along k (the rule as written) and all neurons at once along
+    /// k agree bit for bit, signed zeros included.
+    #[test]
+    fn the_feedback_projection_is_each_rows_ordered_sum() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(4);
+        for (n, nc) in [(320, 64), (37, 5), (8, 1), (3, 0)] {
+            let mut f: Vec<f32> = (0..n * nc).map(|_| rng.random_range(-3.0..3.0)).collect();
+            let mut e: Vec<f32> = (0..nc).map(|_| rng.random_range(-1.0..1.0)).collect();
+            // signed zeros and cancellations: rows of -0 products, an all-zero error entry
+            if nc > 1 {
+                e[1] = -0.0;
+                for (k, x) in f[..nc].iter_mut().enumerate() {
+                    *x = if k % 2 == 0 { 0.0 } else { -0.0 };
+                }
+            }
+            let want: Vec<f32> = (0..n)
+                .map(|i| {
+                    f[i * nc..(i + 1) * nc]
+                        .iter()
+                        .zip(&e)
+                        .map(|(a, b)| a * b)
+                        .sum()
+                })
+                .collect();
+            let mut got = vec![f32::NAN; n];
+            feedback_projection(&crate::engine::transpose(&f, n, nc), &e, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "n {n} nc {nc}");
+        }
+    }
+
     #[test]
     fn feedback_acts_at_the_next_step() {
         let net0 = test_net(params(12), 3, 1, 1, 4);
@@ -511,6 +723,91 @@ mod tests {
         assert!(r1 < 0.95 * r0, "R {r0} -> {r1}");
         assert!(net.w_slow.iter().any(|&w| w != 0.0));
         assert!((0..320).all(|i| net.w_slow[i * 320 + i] == 0.0));
+    }
+
+    /// One trial of `steps` steps from `net0`, step by step: the per-step rule
+    /// ([`Trainer::step`], the step propagating through W_slow itself) when `block` is None,
+    /// else the update deferred in blocks of that many steps. Returns the trained W_slow and the
+    /// spikes as (step, neuron).
+    fn trial_by_steps(
+        net0: &Network,
+        input: &[f32],
+        target: &[f32],
+        (k, eta): (f32, f32),
+        block: Option<usize>,
+    ) -> (Vec<f32>, Vec<(u32, u32)>) {
+        let (c, nc) = (net0.n_in, net0.nc);
+        let steps = input.len() / c;
+        let mut net = net0.clone();
+        let mut tr = Trainer::new(&net, 3, 0).unwrap();
+        let mut pending = block.map(|m| Deferred::new(net.n, m).unwrap());
+        let mut spikes = vec![];
+        for t in 0..steps {
+            let (u, x) = (&input[t * c..(t + 1) * c], &target[t * nc..(t + 1) * nc]);
+            match pending.as_mut() {
+                None => tr.step(&mut net, u, x, k, eta),
+                Some(p) => tr.step_deferred(&mut net, p, u, x, k, eta),
+            }
+            spikes.extend(tr.state.spikes.iter().map(|&j| (t as u32, j)));
+        }
+        if let Some(p) = pending.as_mut() {
+            p.flush(&mut net.w_slow);
+        }
+        (net.w_slow, spikes)
+    }
+
+    /// The trial's teacher-like target and input for a network with `c` inputs.
+    fn trial_data(net: &Network, steps: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let input = smooth_input(steps, net.n_in, 1.0, seed);
+        let target = toy_teacher(net, &input);
+        (input, target)
+    }
+
+    /// M = 1 is the per-step rule bit for bit: the same spikes and the same W_slow, with the
+    /// step run without W_slow and the trainer's own propagation.
+    #[test]
+    fn a_block_of_one_step_is_the_per_step_rule_bit_for_bit() {
+        let net0 = test_net(params(64), 16, 2, 1, 5);
+        let (input, target) = trial_data(&net0, 300, 7);
+        let (w_ref, s_ref) = trial_by_steps(&net0, &input, &target, (300.0, 1e-4), None);
+        let (w, s) = trial_by_steps(&net0, &input, &target, (300.0, 1e-4), Some(1));
+        assert!(s_ref.len() > 300, "{} spikes", s_ref.len());
+        assert!(w_ref.iter().any(|&w| w != 0.0));
+        assert_eq!(s, s_ref);
+        assert_eq!(
+            w.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            w_ref.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        // and through train_trial_deferred, as the trainer runs it
+        let mut net = net0.clone();
+        let st =
+            train_trial_deferred(&mut net, None, &input, &target, 300.0, 1e-4, 3, 0, 1).unwrap();
+        assert_eq!(st.spikes, s_ref.len() as u64);
+        assert_eq!(net.w_slow, w_ref);
+    }
+
+    /// M = 32 over 2000 steps of a 320-neuron network: the spikes of the per-step rule and a
+    /// W_slow within 1e-4 of its largest entry. The spiking rows' pending part matters: without
+    /// it (the step reading the last flushed W_slow) the spikes part ways.
+    #[test]
+    fn a_block_of_32_steps_keeps_the_spikes_and_the_weights() {
+        let net0 = test_net(params(320), 64, 2, 1, 12);
+        let (input, target) = trial_data(&net0, 2000, 21);
+        let ke = (500.0, 2e-5);
+        let (w_ref, s_ref) = trial_by_steps(&net0, &input, &target, ke, None);
+        let (w, s) = trial_by_steps(&net0, &input, &target, ke, Some(32));
+        let largest = w_ref.iter().fold(0f32, |m, &x| m.max(x.abs()));
+        let worst = w
+            .iter()
+            .zip(&w_ref)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(s_ref.len() > 3000, "{} spikes", s_ref.len());
+        assert!(largest > 1e-3, "W_slow learned: largest {largest}");
+        assert_eq!(s.len(), s_ref.len(), "spike counts");
+        assert!(s == s_ref, "first different spike: {:?}", {
+            s.iter().zip(&s_ref).find(|(a, b)| a != b)
+        });
+        assert!(worst <= 1e-4 * largest, "|dW| {worst} of {largest}");
     }
 
     /// Targets: a smooth trajectory, T x Nc.

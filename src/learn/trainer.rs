@@ -9,7 +9,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::rule::{TrainTrialStats, reconstruction_error, train_trial, train_trial_shadow};
+use super::rule::{TrainTrialStats, reconstruction_error, train_trial_deferred};
 use crate::chip::Perturbation;
 use crate::config::{RobustTraining, TrainingConfig};
 use crate::engine::gpu::context::GpuContext;
@@ -334,7 +334,9 @@ pub fn qat_start(net: Network, cfg: &TrainingConfig) -> Network {
 }
 
 impl Rule {
-    /// One trial per network, all networks in lockstep.
+    /// One trial per network, all networks in lockstep. The CPU trainers apply the update in
+    /// blocks of `block` steps (`training.update_block`); the GPU trainers every step.
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &mut self,
         nets: &mut [Network],
@@ -343,13 +345,16 @@ impl Rule {
         eta: f32,
         seeds: &[u64],
         index: u32,
+        block: usize,
     ) -> Result<Vec<TrainTrialStats>, crate::Error> {
         match self {
             Rule::Cpu => nets
                 .par_iter_mut()
                 .zip(trials)
                 .zip(seeds)
-                .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
+                .map(|((net, (input, x)), &seed)| {
+                    train_trial_deferred(net, None, input, x, k, eta, seed, index, block)
+                })
                 .collect::<Result<_, _>>()
                 .map_err(Into::into),
             Rule::CpuEnsemble(r, total, qat) => {
@@ -366,13 +371,14 @@ impl Rule {
                             .zip(seeds)
                             .map(|(((run, net), (input, x)), &seed)| {
                                 let chips = super::ensemble::draw_chips(run, r, seed, index, sigma);
-                                super::ensemble::train_trial_ensemble_shadow(
+                                super::ensemble::train_trial_ensemble_shadow_deferred(
                                     run,
                                     &mut net.w_slow,
                                     &chips,
                                     input,
                                     x,
                                     &at,
+                                    block,
                                 )
                             })
                             .collect::<Result<_, _>>()?
@@ -383,7 +389,9 @@ impl Rule {
                         .zip(seeds)
                         .map(|((net, (input, x)), &seed)| {
                             let chips = super::ensemble::draw_chips(net, r, seed, index, sigma);
-                            super::ensemble::train_trial_ensemble(net, &chips, input, x, &at)
+                            super::ensemble::train_trial_ensemble_deferred(
+                                net, &chips, input, x, &at, block,
+                            )
                         })
                         .collect::<Result<_, _>>()?,
                 };
@@ -429,7 +437,9 @@ impl Rule {
                 .par_iter_mut()
                 .zip(trials)
                 .zip(seeds)
-                .map(|((net, (input, x)), &seed)| train_trial(net, input, x, k, eta, seed, index))
+                .map(|((net, (input, x)), &seed)| {
+                    train_trial_deferred(net, None, input, x, k, eta, seed, index, block)
+                })
                 .collect::<Result<_, _>>()
                 .map_err(Into::into),
             Rule::CpuQat(q) => {
@@ -441,7 +451,17 @@ impl Rule {
                     .zip(trials)
                     .zip(seeds)
                     .map(|(((run, net), (input, x)), &seed)| {
-                        train_trial_shadow(run, &mut net.w_slow, input, x, k, eta, seed, index)
+                        train_trial_deferred(
+                            run,
+                            Some(&mut net.w_slow),
+                            input,
+                            x,
+                            k,
+                            eta,
+                            seed,
+                            index,
+                            block,
+                        )
                     })
                     .collect::<Result<_, _>>()
                     .map_err(Into::into)
@@ -690,6 +710,15 @@ pub fn train_networks(
         }
         (None, false, None) => Rule::Cpu,
     };
+    if cfg.update_block > 1 && matches!(rule, Rule::Gpu(_) | Rule::GpuEnsemble(..)) {
+        // the block is a CPU economy (docs/design.md §2): the GPU trainers compute the same rule
+        // with the update every step, so they keep it rather than hand training to the CPU
+        eprintln!(
+            "training: the GPU trainer applies the update every step; training.update_block = {} \
+             applies to the CPU trainers only",
+            cfg.update_block
+        );
+    }
 
     let total = (cfg.epochs * cfg.samples_per_epoch) as u64;
     let pb = crate::report::progress_bar(total, "snn");
@@ -715,7 +744,15 @@ pub fn train_networks(
                     (trial.input, x)
                 })
                 .collect();
-            let stats = rule.train(&mut nets, &trials, k, cfg.eta, &seeds, done as u32)?;
+            let stats = rule.train(
+                &mut nets,
+                &trials,
+                k,
+                cfg.eta,
+                &seeds,
+                done as u32,
+                cfg.update_block,
+            )?;
             for (acc, st) in r_sum.iter_mut().zip(&stats) {
                 *acc += st.recon_error as f64;
             }
