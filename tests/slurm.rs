@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_robust-snn"))
 }
@@ -46,13 +48,7 @@ fn a_sweep_runs_as_a_slurm_job_array_and_is_collected() {
     }
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.toml");
-    std::fs::write(
-        &base,
-        "seed = 4\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
-         [snn]\nn = 16\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
-         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n",
-    )
-    .unwrap();
+    std::fs::write(&base, common::tiny_sweep_base(4, 16)).unwrap();
     let out = dir.path().join("sweep");
     let o = bin()
         .args(["sweep", "--config", base.to_str().unwrap()])

@@ -160,13 +160,7 @@ fn sweep_resumes_after_an_interruption_computing_each_point_once() {
     let dir = tempfile::tempdir().unwrap();
     // A tiny base config written out, so the sweep's --set only names the swept keys.
     let base = dir.path().join("base.toml");
-    std::fs::write(
-        &base,
-        "seed = 2\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
-         [snn]\nn = 24\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
-         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n",
-    )
-    .unwrap();
+    std::fs::write(&base, common::tiny_sweep_base(2, 24)).unwrap();
     let out = dir.path().join("sweep");
     let args = |extra: &[&str]| {
         let mut v = vec![
@@ -238,13 +232,7 @@ fn sweep_resumes_after_an_interruption_computing_each_point_once() {
 fn a_slurm_sweep_plans_an_array_whose_tasks_run_the_points_and_collect_merges_them() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.toml");
-    std::fs::write(
-        &base,
-        "seed = 3\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
-         [snn]\nn = 16\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
-         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n",
-    )
-    .unwrap();
+    std::fs::write(&base, common::tiny_sweep_base(3, 16)).unwrap();
     // a space in the folder: the script must quote it
     let out = dir.path().join("my sweep");
     let plan = |extra: &[&str]| {

@@ -107,3 +107,13 @@ pub fn rebuild(doc: &Doc, conns: &[FileConn], n: usize, c: usize) -> [Vec<f64>; 
     }
     [wf, ws, wi]
 }
+
+/// A base config for sweeps whose every point trains and evaluates in a second or two: a tiny
+/// teacher, `n` neurons, one training trial, 2 chips at one mismatch level.
+pub fn tiny_sweep_base(seed: u64, n: usize) -> String {
+    format!(
+        "seed = {seed}\n[teacher]\nhidden = 8\nepochs = 1\nbatches_per_epoch = 1\nbatch_size = 2\nval_trials = 2\ntest_trials = 2\n\
+         [snn]\nn = {n}\n[training]\nepochs = 1\nsamples_per_epoch = 1\nval_trials = 1\ntest_trials = 2\n\
+         [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n"
+    )
+}
