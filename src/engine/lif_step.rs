@@ -29,6 +29,17 @@ use crate::chip::Instance;
 use crate::chip::rng::{self, Stream};
 use crate::snn::Network;
 
+/// Step 6 for one spike and one synapse type: `current[i] += row[i] / tau_i`, with `row` the
+/// spiking neuron's row `W[j][:]` and `inv_tau` the post-synaptic 1/tau. Every propagation of a
+/// spike through a matrix (the step's, and the learning rule's when it supplies W_slow's rows
+/// itself) goes through here, so they round alike.
+#[inline]
+pub fn add_spike_row(current: &mut [f32], row: &[f32], inv_tau: &[f32]) {
+    for ((acc, &wv), &it) in current.iter_mut().zip(row).zip(inv_tau) {
+        *acc += wv * it;
+    }
+}
+
 /// Per-neuron constants of one chip (or the nominal network), precomputed for dt.
 #[derive(Clone, Debug)]
 pub struct NeuronConsts {
@@ -365,23 +376,14 @@ pub fn step_with_types(
     for &j in &st.spikes {
         let j = j as usize;
         if let Some(wf) = w.w_fast {
-            let row = &wf[j * n..(j + 1) * n];
-            for ((acc, &wv), &it) in st.i_fast.iter_mut().zip(row).zip(&c.inv_tau_fast) {
-                *acc += wv * it;
-            }
+            add_spike_row(&mut st.i_fast, &wf[j * n..(j + 1) * n], &c.inv_tau_fast);
         }
         if let Some(ws) = w.w_slow {
-            let row = &ws[j * n..(j + 1) * n];
-            for ((acc, &wv), &it) in st.i_slow.iter_mut().zip(row).zip(&c.inv_tau_slow) {
-                *acc += wv * it;
-            }
+            add_spike_row(&mut st.i_slow, &ws[j * n..(j + 1) * n], &c.inv_tau_slow);
         }
         for ((ik, wk), inv) in st.i_extra.iter_mut().zip(extra).zip(&c.inv_tau_extra) {
             if let Some(wk) = wk {
-                let row = &wk[j * n..(j + 1) * n];
-                for ((acc, &wv), &it) in ik.iter_mut().zip(row).zip(inv) {
-                    *acc += wv * it;
-                }
+                add_spike_row(ik, &wk[j * n..(j + 1) * n], inv);
             }
         }
     }

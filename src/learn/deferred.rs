@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use crate::engine::EngineError;
+use crate::engine::lif_step::add_spike_row;
 
 /// The pending updates of the last m < M steps of one network (or one simulated chip).
 #[derive(Clone, Debug)]
@@ -167,9 +168,7 @@ impl Deferred {
             } else {
                 &base[j * n..(j + 1) * n]
             };
-            for ((acc, &wv), &it) in i_slow.iter_mut().zip(r).zip(inv_tau_slow) {
-                *acc += wv * it;
-            }
+            add_spike_row(i_slow, r, inv_tau_slow);
         }
         self.row = row;
     }

@@ -361,35 +361,7 @@ pub fn train_trial(
     seed: u64,
     trial_index: u32,
 ) -> Result<TrainTrialStats, EngineError> {
-    run_trial(net, None, input, target_x, k, eta, seed, trial_index, 1)
-}
-
-/// As [`train_trial`] (or, with `shadow`, [`train_trial_shadow`]) with the update applied in
-/// blocks of `update_block` steps ([`Deferred`]; 1: every step, bit for bit the per-step rule).
-/// A block longer than the trial is the trial.
-#[allow(clippy::too_many_arguments)]
-pub fn train_trial_deferred(
-    net: &mut Network,
-    shadow: Option<&mut [f32]>,
-    input: &[f32],
-    target_x: &[f32],
-    k: f32,
-    eta: f32,
-    seed: u64,
-    trial_index: u32,
-    update_block: usize,
-) -> Result<TrainTrialStats, EngineError> {
-    run_trial(
-        net,
-        shadow,
-        input,
-        target_x,
-        k,
-        eta,
-        seed,
-        trial_index,
-        update_block,
-    )
+    train_trial_deferred(net, None, input, target_x, k, eta, seed, trial_index, 1)
 }
 
 /// As [`train_trial`], quantisation-aware: `net` runs as it is (its matrices on their grids) and
@@ -405,7 +377,7 @@ pub fn train_trial_shadow(
     seed: u64,
     trial_index: u32,
 ) -> Result<TrainTrialStats, EngineError> {
-    run_trial(
+    train_trial_deferred(
         net,
         Some(shadow),
         input,
@@ -418,8 +390,11 @@ pub fn train_trial_shadow(
     )
 }
 
+/// As [`train_trial`] (or, with `shadow`, [`train_trial_shadow`]) with the update applied in
+/// blocks of `update_block` steps ([`Deferred`]; 1: every step, bit for bit the per-step rule).
+/// A block longer than the trial is the trial.
 #[allow(clippy::too_many_arguments)]
-fn run_trial(
+pub fn train_trial_deferred(
     net: &mut Network,
     mut shadow: Option<&mut [f32]>,
     input: &[f32],
