@@ -117,3 +117,43 @@ pub fn tiny_sweep_base(seed: u64, n: usize) -> String {
          [evaluation]\ninstances = 2\nval_instances = 1\ntest_trials = 2\nval_trials = 2\nmismatch = [0.1]\nbits = []\nnoise = []\nsilence = []\ngain_steps = 3\nrecurrent_scales = [1.0]\n"
     )
 }
+
+/// The Python interpreter of the tests' Python peers (tests/python/requirements.txt), if it can
+/// import every module in `modules`.
+///
+/// `ROBUST_SNN_PYTHON` (set by `.ci/run` after a successful install) makes the peers required:
+/// a missing module then fails the test. Without it, the venv of `tests/python/setup-venv.sh`
+/// (`/var/tmp/robust-snn-venv`) or `python3` is tried, and the test skips with a message that
+/// says how to install them.
+pub fn python_peer(test: &str, modules: &[&str]) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    use std::process::Command;
+    let required = std::env::var_os("ROBUST_SNN_PYTHON").map(PathBuf::from);
+    let candidates: Vec<PathBuf> = match &required {
+        Some(p) => vec![p.clone()],
+        None => vec![
+            PathBuf::from("/var/tmp/robust-snn-venv/bin/python"),
+            PathBuf::from("python3"),
+        ],
+    };
+    let import = format!("import {}", modules.join(", "));
+    let mut last = String::new();
+    for py in candidates {
+        match Command::new(&py).args(["-c", &import]).output() {
+            Ok(o) if o.status.success() => return Some(py),
+            Ok(o) => last = String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => last = format!("{}: {e}", py.display()),
+        }
+    }
+    if let Some(p) = required {
+        panic!(
+            "{test}: ROBUST_SNN_PYTHON={} cannot `{import}`: {last}",
+            p.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no Python with `{import}` ({last}); install them with \
+         `bash tests/python/setup-venv.sh` and set ROBUST_SNN_PYTHON to the path it prints"
+    );
+    None
+}
