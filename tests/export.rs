@@ -205,6 +205,28 @@ fn a_network_too_large_for_the_board_fails_before_any_work() {
     assert!(!run.exists());
 }
 
+/// Rule V10 keeps a recurrent network on the left chips {0, 2}: 2 x (1023 - 2) = 2042 neurons
+/// with XOR's two input tags. 2100 would have fit four chips; it is refused before any work, by
+/// the rule and the sizes.
+#[test]
+fn a_network_that_needs_a_right_chip_fails_before_any_work_naming_v10() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = export_cmd(&run, &["snn.n=2100"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "snn.n = 2100",
+        "do not fit",
+        "V10",
+        "chips 0 and 2",
+        "hold 2042",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!run.exists());
+}
+
 #[test]
 fn bad_export_settings_are_rejected_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -444,5 +466,69 @@ fn a_hardware_trained_network_is_exported_without_loss() {
                 );
             }
         }
+    }
+}
+
+/// A hand-written document with a connection from chip 0 to chip 1 is refused by
+/// `export --check`, naming the rule, the connection and both chips; the same connection the
+/// other way (chip 1 -> chip 0) passes.
+#[test]
+fn check_refuses_a_left_to_right_connection_naming_v10() {
+    use robust_snn::export::dynapse1::doc::{
+        BIAS_NAMES, Bias, Connection, CoreConfig, NeuronPlacement,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Doc::new();
+    for chip in [0, 1] {
+        d.cores.push(CoreConfig {
+            chip,
+            core: 1,
+            role: None,
+            biases: BIAS_NAMES
+                .iter()
+                .map(|n| (n.to_string(), Bias::new(3, 100)))
+                .collect(),
+            intended: Default::default(),
+        });
+        d.neurons.push(NeuronPlacement {
+            index: chip,
+            chip,
+            core: 1,
+            neuron: 5,
+            global_id: 1024 * chip + 256 + 5,
+            leak: Default::default(),
+            population: None,
+            intended: Default::default(),
+        });
+    }
+    let connect = |pre: u32, post: u32| Connection {
+        pre: doc::Source::Neuron(pre),
+        post,
+        syn_type: 3,
+        count: 2,
+        trained_weight: None,
+    };
+    let check = |d: &Doc, name: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, d.to_string_pretty()).unwrap();
+        let o = bin().args(["export", "--check"]).arg(&f).output().unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success(), text)
+    };
+    d.connections = vec![connect(1285, 261)]; // chip 1 -> chip 0: allowed
+    let (ok, text) = check(&d, "right_to_left.json");
+    assert!(ok, "{text}");
+    d.connections = vec![connect(261, 1285)]; // chip 0 -> chip 1
+    let (ok, text) = check(&d, "left_to_right.json");
+    assert!(!ok, "{text}");
+    for part in [
+        "ChipDirection at connections[0]",
+        "V10",
+        "neuron 261 on chip 0",
+        "neuron 1285 on chip 1",
+        "1 rule violation",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
     }
 }

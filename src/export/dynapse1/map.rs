@@ -2,10 +2,14 @@
 //! CAM counts, per-core biases and the host readout, as an export [`Doc`] (docs/design.md §7).
 //!
 //! Conventions of this mapper (also written into the document's `quantisation.notes`):
-//! - Placement: model neuron i goes to the i-th free slot, filling chip 0 core 0 .. chip 3 core 3
-//!   in order. Never placed: (core 0, neuron 0) of every chip (empty CAMs listen to that tag) and
-//!   the input tag slots (see below), on every chip. All neurons share one parameter set, so every
-//!   used core gets the same biases (apart from the unit weights, which are per core).
+//! - Placement: model neuron i goes to the i-th free slot, filling chip 0 core 0 .. core 3, then
+//!   chip 2 core 0 .. core 3 ([`USED_CHIPS`]). A recurrent network has connections both ways
+//!   between any two chips it uses, and rule V10 forbids a left chip {0, 2} to reach a right chip
+//!   {1, 3}, so it can use the two left chips only (2 x 1023 slots less the input tags; the right
+//!   pair {1, 3} would hold as many). Never placed: (core 0, neuron 0) of every chip (empty
+//!   CAMs listen to that tag) and the input tag slots (see below), on every chip. All neurons
+//!   share one parameter set, so every used core gets the same biases (apart from the unit
+//!   weights, which are per core).
 //! - Inputs: an event rate cannot be negative, so model channel k becomes two virtual channels
 //!   ([`rectified_projection`]): 2k fires for max(c_k, 0) with the weights P, 2k + 1 for
 //!   max(-c_k, 0) with the weights -P. Virtual channel `v` owns the tag slot number `1023 - v`
@@ -49,13 +53,18 @@ use serde::Serialize;
 
 use crate::export::dynapse1::biases::{IntendedCore, core_biases, max_current_a, min_current_a};
 use crate::export::dynapse1::doc::{
-    Bias, CORES_PER_CHIP, Connection, CoreConfig, Doc, InputSpec, N_CHIPS, NEURONS_PER_CORE,
+    Bias, CORES_PER_CHIP, Connection, CoreConfig, Doc, InputSpec, NEURONS_PER_CORE,
     NeuronPlacement, Readout, Source, SynType, USABLE_SRAMS, UnitWeight, global_id,
 };
 use crate::snn::network::Network;
 
 /// Slots per chip (cores x neurons).
 const SLOTS_PER_CHIP: u32 = CORES_PER_CHIP * NEURONS_PER_CORE;
+
+/// The chips the mapper fills, in order: the two left chips. A recurrent network connects its
+/// chips both ways, and rule V10 forbids left {0, 2} -> right {1, 3}, so no network may use a
+/// left and a right chip together.
+pub const USED_CHIPS: [u32; 2] = [0, 2];
 
 /// Options of [`map_network`].
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +127,12 @@ impl Default for MapOptions {
 /// Why a network could not be mapped.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MapError {
-    #[error("network has {neurons} neurons, the board holds {capacity}")]
+    #[error(
+        "network has {neurons} neurons, the board holds {capacity} for a recurrent network: \
+         rule V10 forbids connections from the left chips {{0, 2}} to the right chips {{1, 3}}, so \
+         it uses chips 0 and 2 only (2 x 4 cores x 256 neurons, minus neuron 0 of core 0 and the \
+         input tags on each)"
+    )]
     TooLarge { neurons: usize, capacity: usize },
     #[error("{0} input channels need twice as many input tags (ON and OFF); at most 1022")]
     TooManyInputs(usize),
@@ -166,9 +180,10 @@ pub struct Mapped {
     pub report: MapReport,
 }
 
-/// Neurons the board holds when `n_in` input tags are reserved.
+/// Neurons the mapper can place when `n_in` input tags are reserved: the slots of the chips in
+/// [`USED_CHIPS`] less (core 0, neuron 0) and the input tags on each.
 pub fn capacity(n_in: usize) -> usize {
-    (N_CHIPS * (SLOTS_PER_CHIP - 1)) as usize - N_CHIPS as usize * n_in
+    USED_CHIPS.len() * ((SLOTS_PER_CHIP - 1) as usize - n_in)
 }
 
 /// The input projection over rectified channels, N x 2C: an event rate cannot be negative, so
@@ -194,7 +209,7 @@ fn input_slot(ch: usize) -> u32 {
 fn place(n: usize, n_in: usize) -> Vec<(u32, u32, u32)> {
     let reserved_from = SLOTS_PER_CHIP - n_in as u32;
     let mut out = Vec::with_capacity(n);
-    'outer: for chip in 0..N_CHIPS {
+    'outer: for chip in USED_CHIPS {
         for slot in 1..reserved_from {
             if out.len() == n {
                 break 'outer;
@@ -1107,8 +1122,33 @@ mod tests {
         let m = map_network(&net, &MapOptions::default()).unwrap();
         let v = validate(&m.doc);
         assert!(v.is_empty(), "violations: {:?}", &v[..v.len().min(5)]);
-        assert!(m.doc.neurons.iter().any(|p| p.chip == 1));
-        assert!(m.doc.inputs.iter().any(|i| i.target_chip == 1));
+        // chips 0 and 2 only (V10): 1019 neurons fit chip 0 (1023 slots less the ON and OFF
+        // tags of 2 channels), the other 81 go to chip 2
+        let on = |chip: u32| m.doc.neurons.iter().filter(|p| p.chip == chip).count();
+        assert_eq!((on(0), on(1), on(2), on(3)), (1019, 0, 81, 0));
+        assert!(m.doc.cores.iter().all(|c| c.chip == 0 || c.chip == 2));
+        assert!(m.doc.inputs.iter().any(|i| i.target_chip == 2));
+        assert!(
+            m.doc
+                .inputs
+                .iter()
+                .all(|i| i.target_chip != 1 && i.target_chip != 3)
+        );
+        // both directions between the two chips are in use, which is why a right chip cannot be
+        let chip_of = |g: u32| g / 1024;
+        let pairs: BTreeSet<(u32, u32)> = m
+            .doc
+            .connections
+            .iter()
+            .filter_map(|c| match c.pre {
+                Source::Neuron(g) => Some((chip_of(g), chip_of(c.post))),
+                Source::Input(_) => None,
+            })
+            .collect();
+        assert!(
+            pairs.contains(&(0, 2)) && pairs.contains(&(2, 0)),
+            "{pairs:?}"
+        );
         assert_eq!(m.report.rel_error_fast, 0.0);
     }
 
@@ -1134,13 +1174,20 @@ mod tests {
             method: Default::default(),
             extra_synapses: Vec::new(),
         };
+        let err = map_network(&net, &MapOptions::default()).unwrap_err();
+        // chips 0 and 2, 1023 slots each less the 2 input tags (ON and OFF of one channel)
         assert_eq!(
-            map_network(&net, &MapOptions::default()).unwrap_err(),
+            err,
             MapError::TooLarge {
                 neurons: n,
-                capacity: 4 * 1023 - 8
+                capacity: 2 * (1023 - 2)
             }
         );
+        assert_eq!(n, 2043);
+        let text = err.to_string();
+        for part in ["2043 neurons", "holds 2042", "V10", "chips 0 and 2"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
     }
 
     #[test]

@@ -211,9 +211,11 @@ pub fn check_fits(cfg: &Config) -> Result<(), Error> {
     let cap = capacity(tags);
     if cfg.snn.n > cap {
         return Err(Error::Other(format!(
-            "snn.n = {} neurons do not fit a DYNAP-SE1 board: it holds {cap} with {tags} input tags \
-             reserved (4 chips x 4 cores x 256 neurons, minus neuron 0 of core 0 and the ON/OFF \
-             input tags on every chip)",
+            "snn.n = {} neurons do not fit a DYNAP-SE1 board: a recurrent network may use the \
+             chips 0 and 2 only, since rule V10 forbids connections from the left chips {{0, 2}} \
+             to the right chips {{1, 3}}, and they hold {cap} with {tags} input tags reserved \
+             (2 chips x 4 cores x 256 neurons, minus neuron 0 of core 0 and the ON/OFF input tags \
+             on each chip)",
             cfg.snn.n
         )));
     }

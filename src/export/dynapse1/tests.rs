@@ -348,15 +348,20 @@ fn rule_fan_in_counts_inputs() {
 
 #[test]
 fn rule_fan_out() {
+    // The source sits on a right chip (1), so none of its targets breaks V10.
     let mut d = fixture();
-    d.cores.push(core(1, 0));
-    d.cores.push(core(3, 3));
-    d.neurons.push(neuron(4, 1, 0, 20)); // 1044
+    for (chip, c) in [(1, 0), (1, 3), (3, 3)] {
+        d.cores.push(core(chip, c));
+    }
+    d.neurons.push(neuron(4, 1, 0, 20)); // 1044, the source
     d.neurons.push(neuron(5, 3, 3, 30)); // 3870
-    d.connections.push(conn(Source::Neuron(261), 1044, 3, 1));
+    d.neurons.push(neuron(6, 1, 3, 40)); // 1832
+    d.connections.push(conn(Source::Neuron(1044), 261, 3, 1)); // chip 0
+    d.connections.push(conn(Source::Neuron(1044), 2568, 3, 1)); // chip 2
+    d.connections.push(conn(Source::Neuron(1044), 1832, 3, 1)); // chip 1
     assert_eq!(validate(&d), vec![], "three chips are allowed");
-    d.connections.push(conn(Source::Neuron(261), 3870, 3, 1));
-    assert_only(&validate(&d), Rule::FanOut, "neurons[0]");
+    d.connections.push(conn(Source::Neuron(1044), 3870, 3, 1)); // chip 3
+    assert_only(&validate(&d), Rule::FanOut, "neurons[4]");
 }
 
 #[test]
@@ -439,26 +444,57 @@ fn rule_readout_shape() {
 }
 
 #[test]
-fn warning_chip_direction_and_core_mask() {
-    let mut d = fixture();
-    d.cores.push(core(1, 0));
-    d.neurons.push(neuron(4, 1, 0, 20)); // 1044 on chip 1
+fn rule_chip_direction_left_to_right_is_an_error() {
+    // 2021 ctxctl_contrib raises on a physical neuron of chip 0 or 2 projecting to chip 1 or 3.
+    let with_chip1 = || {
+        let mut d = fixture();
+        d.cores.push(core(1, 0));
+        d.neurons.push(neuron(4, 1, 0, 20)); // 1044 on chip 1
+        d.quantisation.unit_weights.push(UnitWeight {
+            chip: 1,
+            core: 0,
+            syn_type: 3,
+            unit: 0.1,
+        });
+        d
+    };
+    let mut d = with_chip1();
     d.connections.push(conn(Source::Neuron(261), 1044, 3, 1)); // chip 0 -> chip 1
-    d.quantisation.unit_weights.push(UnitWeight {
-        chip: 1,
-        core: 0,
-        syn_type: 3,
-        unit: 0.1,
-    });
+    let v = validate(&d);
+    assert_only(&v, Rule::ChipDirection, "connections[7]");
+    assert!(Rule::ChipDirection.is_error());
+    for part in ["neuron 261 on chip 0", "neuron 1044 on chip 1", "V10"] {
+        assert!(v[0].message.contains(part), "{part}: {}", v[0].message);
+    }
+    assert!(warnings(&d).iter().all(|w| w.rule != Rule::ChipDirection));
+    // chip 2 -> chip 3 likewise
+    let mut d = with_chip1();
+    d.cores.push(core(3, 1));
+    d.neurons.push(neuron(5, 3, 1, 9)); // 3337 on chip 3
+    d.connections.push(conn(Source::Neuron(2567), 3337, 2, 1));
+    assert_only(&validate(&d), Rule::ChipDirection, "connections[7]");
+    // right -> left and right -> right are allowed
+    let mut d = with_chip1();
+    d.connections.push(conn(Source::Neuron(1044), 261, 3, 1)); // chip 1 -> chip 0
     assert_eq!(validate(&d), vec![]);
-    let w = warnings(&d);
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert_eq!(
-        (w[0].rule, w[0].at.as_str()),
-        (Rule::ChipDirection, "connections[7]")
-    );
-    assert!(!w[0].rule.is_error());
+    // FPGA inputs are exempt (ctxctl_contrib checks only `pre.is_spike_gen is False`): an
+    // input aimed at chip 1 is fine
+    let mut d = with_chip1();
+    d.inputs.push(InputSpec {
+        channel: 1,
+        label: None,
+        tag_core: 3,
+        tag_neuron: 11,
+        target_chip: 1,
+        core_mask: 0b0001,
+        scale: 1.0,
+    });
+    d.connections.push(conn(Source::Input(1), 1044, 3, 1));
+    assert_eq!(validate(&d), vec![]);
+}
 
+#[test]
+fn warning_core_mask_extra() {
     let mut d = fixture();
     d.inputs[0].core_mask = 0b1010;
     let w = warnings(&d);
@@ -467,6 +503,7 @@ fn warning_chip_direction_and_core_mask() {
         (w[0].rule, w[0].at.as_str()),
         (Rule::CoreMaskExtra, "inputs[0].core_mask")
     );
+    assert!(!w[0].rule.is_error());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,6 +827,8 @@ fn samna_script_builds_the_same_network_with_stubs() {
          \x20   def make_dynapse1_configuration(self):\n        return 'config'\n",
     )
     .unwrap();
+    // the 2021 layout needs its utilities module too (the script opens the board with it)
+    std::fs::write(dir.join("Dynapse1Utils.py"), "").unwrap();
     std::fs::write(dir.join("samna_network.py"), emit::samna_script(&d)).unwrap();
     std::fs::write(
         dir.join("driver.py"),

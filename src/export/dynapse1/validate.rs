@@ -1,8 +1,13 @@
 //! Hardware-rule validation of an export document (docs/design.md §7, reference/dynapse1.md §6.3).
 //!
 //! [`validate`] returns the errors: a document with none can be emitted and loaded by the cAER
-//! netparser and samna's `NetworkGenerator`. [`warnings`] returns the advisory rules (chip direction,
-//! unused core-mask cores, TAU2 = TAU1, missing unit weights); they never block an export.
+//! netparser and samna's `NetworkGenerator`. [`warnings`] returns the advisory rules (unused
+//! core-mask cores, TAU2 = TAU1, missing unit weights); they never block an export.
+//!
+//! V10 (chip direction) is an error: the 2021 ctxctl_contrib `NetworkGenerator`, which
+//! `samna_setup.py` can import, raises on a connection from a physical neuron on a left chip
+//! {0, 2} to one on a right chip {1, 3} ("will make chips die"); its 2022 successor only warns,
+//! but the hardware reason is the same.
 //!
 //! Aliasing is checked in the conservative mode (Rockpool `validate_connections`): within one
 //! target core a (core, neuron) tag may come from one source only, whether that source is a
@@ -60,7 +65,8 @@ pub enum Rule {
     ZeroTagSource,
     /// Readout weights/bias/names do not match the neuron list, or time constants are not positive.
     ReadoutShape,
-    /// Warning V10: connection from chips {0,2} to chips {1,3}.
+    /// V10: a connection from a physical neuron on a left chip {0, 2} to one on a right chip
+    /// {1, 3}. FPGA inputs are exempt (ctxctl_contrib checks `pre.is_spike_gen is False`).
     ChipDirection,
     /// Warning V7: an input's core mask covers a core with none of its targets.
     CoreMaskExtra,
@@ -75,10 +81,7 @@ impl Rule {
     pub fn is_error(self) -> bool {
         !matches!(
             self,
-            Rule::ChipDirection
-                | Rule::CoreMaskExtra
-                | Rule::Tau2SameAsTau1
-                | Rule::UnitWeightMissing
+            Rule::CoreMaskExtra | Rule::Tau2SameAsTau1 | Rule::UnitWeightMissing
         )
     }
 }
@@ -135,6 +138,11 @@ struct Index {
     pos: Vec<Option<Pos>>,
     /// Input i is in range (tag, chip, mask).
     input_ok: Vec<bool>,
+}
+
+/// Chips 0 and 2 are the board's left chips, 1 and 3 its right ones (rule V10).
+pub fn is_left_chip(chip: u32) -> bool {
+    chip % 2 == 0
 }
 
 fn in_range(chip: u32, core: u32, neuron: u32) -> bool {
@@ -613,6 +621,26 @@ fn check_connections(doc: &Doc, index: &Index, out: &mut Out) -> Resolved {
                 ),
             );
         }
+        // V10, as ctxctl_contrib's NetworkGenerator.py (neuromorphic-CPG/neuromorphic-CPG@0d3b4b5,
+        // Network.add_connection) has it: `if pre.is_spike_gen is False` and `pre.chip_id in
+        // [0,2] and post.chip_id in [1,3]`: raise "connections from left chips [0,2] to right
+        // chips [1,3] are forbidden!". FPGA spike generators are exempt whatever chip they reach.
+        if let (Some(ResolvedPre::Neuron(_, p)), Some(q)) = (pre, post)
+            && is_left_chip(p.chip)
+            && !is_left_chip(q.chip)
+        {
+            let pre_gid = global_id(p.chip, p.core, p.neuron);
+            out.push(
+                Rule::ChipDirection,
+                &at,
+                format!(
+                    "neuron {pre_gid} on chip {} -> neuron {} on chip {}: connections from the \
+                     left chips {{0, 2}} to the right chips {{1, 3}} are forbidden (rule V10; \
+                     ctxctl_contrib's NetworkGenerator refuses them, they can damage the chips)",
+                    p.chip, c.post, q.chip
+                ),
+            );
+        }
         if let (Some(ResolvedPre::Input(j)), Some(p)) = (pre, post) {
             let inp = &doc.inputs[j];
             if p.chip != inp.target_chip {
@@ -815,9 +843,9 @@ fn check_readout(doc: &Doc, index: &Index, out: &mut Out) {
     }
 }
 
-/// Advisory rules (never block an export): chip direction (V10), core-mask cores without targets
-/// (V7), TAU2 neurons on cores with IF_TAU2_N = IF_TAU1_N (V13), (core, type) pairs in use without
-/// a quantisation unit weight (V12).
+/// Advisory rules (never block an export): core-mask cores without targets (V7), TAU2 neurons
+/// on cores with IF_TAU2_N = IF_TAU1_N (V13), (core, type) pairs in use without a quantisation
+/// unit weight (V12).
 pub fn warnings(doc: &Doc) -> Vec<Violation> {
     let mut out = Out(Vec::new());
     let pos = |gid: u32| {
@@ -827,29 +855,13 @@ pub fn warnings(doc: &Doc) -> Vec<Violation> {
     };
     let mut input_cores: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
     let mut used: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
-    for (i, c) in doc.connections.iter().enumerate() {
+    for c in &doc.connections {
         let Some((post_chip, post_core)) = pos(c.post) else {
             continue;
         };
         used.insert((post_chip, post_core, c.syn_type));
-        match c.pre {
-            Source::Neuron(gid) => {
-                if let Some((pre_chip, _)) = pos(gid)
-                    && pre_chip % 2 == 0
-                    && post_chip % 2 == 1
-                {
-                    out.push(
-                        Rule::ChipDirection,
-                        format!("connections[{i}]"),
-                        format!(
-                            "chip {pre_chip} -> chip {post_chip}: left-to-right connections were forbidden in ctxctl_contrib (2021)"
-                        ),
-                    );
-                }
-            }
-            Source::Input(j) => {
-                input_cores.entry(j as usize).or_default().insert(post_core);
-            }
+        if let Source::Input(j) = c.pre {
+            input_cores.entry(j as usize).or_default().insert(post_core);
         }
     }
     for (j, inp) in doc.inputs.iter().enumerate() {
