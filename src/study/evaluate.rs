@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::levels::Level;
-use super::stats::{Quartiles, least_intervention_within_se, quartiles};
+use super::stats::{Quartiles, quartiles};
 use crate::engine::{Engine, EngineError, EnsembleJob, Record};
 use crate::learn::reconstruction_error;
 use crate::snn::Network;
@@ -114,17 +114,15 @@ pub fn gain_grid(min: f32, max: f32, steps: usize) -> Vec<f32> {
     g
 }
 
-/// The output gain of the recalibration, from the validation outputs only (test data cannot
-/// reach it): the gain closest to 1 whose accuracy is within one standard error of the best
-/// gain's ([`least_intervention_within_se`]), so that noise in the validation draws does not move
-/// the gain away from the network as trained. Returns the gain and its validation accuracy.
+/// The gain with the best accuracy over the validation outputs; ties go to the gain closest to
+/// 1. It takes only validation trials and their outputs: test data cannot reach it.
 pub fn choose_gain(
     task: &dyn Task,
     trials: &[Trial],
     outputs: &[Vec<Vec<f32>>],
     grid: &[f32],
 ) -> (f32, f64) {
-    let n = outputs.len() * trials.len();
+    let n = (outputs.len() * trials.len()).max(1) as f64;
     let scores: Vec<(f32, f64)> = grid
         .par_iter()
         .map(|&g| {
@@ -137,16 +135,18 @@ pub fn choose_gain(
                     correct += task.correct(trial, &scaled) as usize;
                 }
             }
-            (g, correct as f64 / n.max(1) as f64)
+            (g, correct as f64 / n)
         })
         .collect();
-    let candidates: Vec<(f64, f64)> = scores
-        .iter()
-        .map(|&(g, acc)| (((g as f64).ln()).abs(), acc))
-        .collect();
-    least_intervention_within_se(&candidates, n)
-        .map(|i| scores[i])
-        .unwrap_or((1.0, f64::NEG_INFINITY))
+    scores
+        .into_iter()
+        .fold((1.0f32, f64::NEG_INFINITY), |best, (g, acc)| {
+            if acc > best.1 || (acc == best.1 && (g - 1.0).abs() < (best.0 - 1.0).abs()) {
+                (g, acc)
+            } else {
+                best
+            }
+        })
 }
 
 fn run_ensemble(
@@ -299,11 +299,8 @@ pub fn evaluate_level(
     } else {
         spec.recurrent_scales.clone()
     };
-    // Every scale's best gain on the validation draws; then the scale closest to 1 within one
-    // standard error of the best (the same rule as the gain's): a scale below 1 switches part of
-    // the recurrence off, which the study should only report when the draws show it is needed.
-    let mut per_scale: Vec<(f64, f32, f32)> = Vec::with_capacity(scales.len());
-    let mut n_val = 0;
+    // (accuracy, -|1 - scale|): prefer the better accuracy, then the smaller intervention.
+    let mut best: Option<(f64, f32, f32)> = None;
     for &sc in &scales {
         let candidate = scaled(net, sc);
         let val_out = run_ensemble(
@@ -320,15 +317,15 @@ pub fn evaluate_level(
             .into_iter()
             .map(|inst| inst.into_iter().map(|o| o.y).collect())
             .collect();
-        n_val = val_y.len() * data.val.len();
         let (g, acc) = choose_gain(task, &data.val, &val_y, &grid);
-        per_scale.push((acc, g, sc));
+        let better = match best {
+            None => true,
+            Some((a, _, s)) => acc > a || (acc == a && (sc - 1.0).abs() < (s - 1.0).abs()),
+        };
+        if better {
+            best = Some((acc, g, sc));
+        }
     }
-    let candidates: Vec<(f64, f64)> = per_scale
-        .iter()
-        .map(|&(acc, _, sc)| (((sc as f64).ln()).abs(), acc))
-        .collect();
-    let best = least_intervention_within_se(&candidates, n_val).map(|i| per_scale[i]);
     progress(spec.val_instances as u64);
     let (val_acc, gain, scale) = best.unwrap_or((0.0, 1.0, 1.0));
 

@@ -79,36 +79,6 @@ pub fn mean(values: &[f64]) -> f64 {
 
 /// Method string for the exact null distribution.
 const METHOD_EXACT: &str = "exact";
-/// Standard error of an accuracy of `p` measured on `n` trials, Agresti-Coull style: the
-/// proportion with two successes and two failures added, `p~ = (k + 2) / (n + 4)`, and
-/// `sqrt(p~ (1 - p~) / (n + 4))`. Unlike the plain binomial `sqrt(p (1 - p) / n)` it is not 0 at
-/// p = 1 (400 perfect trials still only bound the error rate to about 1 %). Trials of one chip
-/// are correlated, so this is a lower bound on the true standard error across chips.
-pub fn accuracy_se(p: f64, n: usize) -> f64 {
-    let n = n as f64;
-    let pt = (p * n + 2.0) / (n + 4.0);
-    (pt * (1.0 - pt) / (n + 4.0)).sqrt()
-}
-
-/// The "one-standard-error rule" of model selection (Breiman et al. 1984): among candidates
-/// `(intervention, accuracy)`, the one with the smallest intervention whose accuracy is within
-/// one standard error (`accuracy_se` over `n` trials) of the best. Returns its index, or `None`
-/// for no candidates.
-pub fn least_intervention_within_se(candidates: &[(f64, f64)], n: usize) -> Option<usize> {
-    let best = candidates
-        .iter()
-        .map(|c| c.1)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let floor = best - accuracy_se(best, n);
-    candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.1 >= floor)
-        // smallest intervention; equal interventions: the better accuracy
-        .min_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.1.1.total_cmp(&a.1.1)))
-        .map(|(i, _)| i)
-}
-
 /// Method string for the large-sample / tied case.
 const METHOD_NORMAL: &str = "normal approximation (tie-corrected, continuity-corrected)";
 /// Largest number of non-zero differences for which the exact distribution is used;
@@ -327,28 +297,6 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
-    }
-
-    #[test]
-    fn accuracy_se_is_agresti_coull() {
-        // 400 perfect trials: p~ = 402/404, se = sqrt(p~ (1 - p~) / 404) = 0.0034919 (by hand).
-        assert!(close(accuracy_se(1.0, 400), 0.0034919, 1e-6));
-        // 100 trials at 0.5: p~ = 52/104 = 0.5, se = sqrt(0.25 / 104) = 0.049029.
-        assert!(close(accuracy_se(0.5, 100), 0.0490290, 1e-6));
-    }
-
-    #[test]
-    fn the_least_intervention_within_one_se_is_chosen() {
-        // n = 400: the best (0.9975 at intervention 1.6) has se 0.0043 (p~ = 401/404), so 0.995
-        // (two fewer correct) is within it and the smaller intervention 0 wins; 0.99 is not.
-        let c = [(0.0, 0.995), (0.5, 0.99), (1.6, 0.9975)];
-        assert_eq!(least_intervention_within_se(&c, 400), Some(0));
-        let c = [(0.0, 0.99), (0.5, 0.9975), (1.6, 0.9975)];
-        assert_eq!(least_intervention_within_se(&c, 400), Some(1));
-        // Equal interventions: the better accuracy.
-        let c = [(0.3, 0.9), (0.3, 0.95), (2.0, 0.95)];
-        assert_eq!(least_intervention_within_se(&c, 10_000), Some(1));
-        assert_eq!(least_intervention_within_se(&[], 10), None);
     }
 
     #[test]
