@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod learn;
 pub mod limits;
+pub mod nir;
 pub mod report;
 pub mod snn;
 pub mod stages;

@@ -145,10 +145,34 @@ struct SweepArgs {
 struct ExportArgs {
     #[command(flatten)]
     common: Common,
+    /// What to export: the DYNAP-SE1 deployment (DIR/dynapse1/), or the trained network as a
+    /// NIR graph (DIR/nir/network.nir; exports DIR/snn/ as it is, trains nothing).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Dynapse1)]
+    format: ExportFormat,
     /// Only validate this network.json against the DYNAP-SE1 rules (fan-in, fan-out, aliasing,
     /// id ranges, shared biases, bias ranges, ...); exits non-zero on any violation.
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
+    /// (nir) Also write chip instance K of the robustness study's draws (chip seed = the
+    /// config's seed) as DIR/nir/instance_K.nir: per-neuron parameters, effective matrices.
+    #[arg(long, value_name = "K")]
+    instance: Option<u32>,
+    /// (nir) Relative mismatch sigma of --instance (paper mode).
+    #[arg(
+        long,
+        value_name = "SIGMA",
+        default_value_t = 0.2,
+        requires = "instance"
+    )]
+    mismatch: f32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// DYNAP-SE1 deployment ([export] section).
+    Dynapse1,
+    /// NIR graph (HDF5, readable by the Python `nir` package).
+    Nir,
 }
 
 #[derive(Args)]
@@ -398,6 +422,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_study(&o, &run);
         }
         Command::Sweep(a) => sweep(&a)?,
+        Command::Export(e) if e.format == ExportFormat::Nir => {
+            if e.check.is_some() {
+                anyhow::bail!("export --check validates DYNAP-SE1 documents, not --format nir");
+            }
+            let cfg = e.common.load()?;
+            let run = RunDir::new(&e.common.out);
+            let o = robust_snn::nir::export_stage(&cfg, &run, e.instance, e.mismatch)
+                .context("exporting to NIR")?;
+            for n in &o.notices {
+                eprintln!("notice: {n}");
+            }
+            for f in &o.files {
+                println!("NIR graph -> {}", f.display());
+            }
+        }
+        Command::Export(e) if e.instance.is_some() => {
+            anyhow::bail!("export --instance K needs --format nir")
+        }
         Command::Export(e) => match &e.check {
             Some(file) => check_export(file)?,
             None => {

@@ -79,6 +79,10 @@ pub fn train(
             method: Method::Ads,
             message: "Network ADS is trained by the local rule (learn::trainer), not here".into(),
         }),
+        Method::Imported => Err(BaselineError::Training {
+            method: Method::Imported,
+            message: "an imported network is not trained here (robust-snn import)".into(),
+        }),
     }
 }
 

@@ -6,7 +6,9 @@
 //! * [`Method::Ads`] and [`Method::Force`] decode the teacher's state, `x~ = D r` (Nc values),
 //!   and the task output is the teacher's readout `y = W_out_teacherᵀ x~`;
 //! * [`Method::Bptt`] and [`Method::Reservoir`] read the task output directly: D is n_out x N and
-//!   `W_out_teacher` is the identity, so the network has no reconstruction error R.
+//!   `W_out_teacher` is the identity, so the network has no reconstruction error R;
+//! * [`Method::Imported`] was trained elsewhere and brought in as a NIR graph (`robust-snn
+//!   import`): its readout gives the task output (no R), like BPTT's.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +27,14 @@ pub enum Method {
     Force,
     /// Liquid state machine: fixed sparse random recurrence, ridge-regression readout.
     Reservoir,
+    /// Trained elsewhere, imported from a NIR graph (`robust-snn import`); not a training
+    /// method, so neither `--method` nor `training.method` offers it.
+    #[value(skip)]
+    Imported,
 }
 
 impl Method {
+    /// The training methods (not [`Method::Imported`]).
     pub const ALL: [Method; 4] = [Method::Ads, Method::Bptt, Method::Force, Method::Reservoir];
 
     /// The config and CLI spelling.
@@ -37,6 +44,7 @@ impl Method {
             Method::Bptt => "bptt",
             Method::Force => "force",
             Method::Reservoir => "reservoir",
+            Method::Imported => "imported",
         }
     }
 
@@ -47,6 +55,7 @@ impl Method {
             Method::Bptt => "BPTT-LIF",
             Method::Force => "FORCE",
             Method::Reservoir => "Reservoir",
+            Method::Imported => "Imported (NIR)",
         }
     }
 
