@@ -19,29 +19,8 @@ fn bin() -> Command {
     c
 }
 
-/// A config small enough to train and re-simulate in seconds.
-const TINY: &[&str] = &[
-    "teacher.hidden=8",
-    "teacher.epochs=1",
-    "teacher.batches_per_epoch=1",
-    "teacher.batch_size=2",
-    "teacher.val_trials=4",
-    "teacher.test_trials=4",
-    "snn.n=40",
-    "training.epochs=1",
-    "training.samples_per_epoch=2",
-    // a tiny network fires fast: keep every training chip so that W_slow moves
-    "training.robust.max_rate_hz=0",
-    "training.val_trials=2",
-    "training.test_trials=2",
-    "evaluation.test_trials=4",
-    "evaluation.val_trials=2",
-    "evaluation.val_instances=2",
-    "evaluation.gain_steps=5",
-    "evaluation.recurrent_scales=[1.0, 0.5]",
-    "export.instances=3",
-    "export.fast_cams=8",
-];
+/// A config small enough to train and re-simulate in seconds: 40 neurons.
+const TINY: &[&str] = &["snn.n=40"];
 
 fn export_cmd(out: &Path, extra: &[&str]) -> Command {
     let mut c = bin();
@@ -54,7 +33,7 @@ fn export_cmd(out: &Path, extra: &[&str]) -> Command {
         "--out",
     ])
     .arg(out);
-    for s in TINY.iter().chain(extra) {
+    for s in common::TINY_EXPORT.iter().chain(TINY).chain(extra) {
         c.args(["--set", s]);
     }
     c
@@ -307,7 +286,7 @@ fn a_hardware_trained_network_is_exported_without_loss() {
     ])
     .arg(&run);
     // two epochs, the mask fixed halfway, so the exported network trained with a fixed mask
-    for s in TINY.iter().chain(&[
+    for s in common::TINY_EXPORT.iter().chain(TINY).chain(&[
         "training.epochs=2",
         "training.samples_per_epoch=4",
         "training.hardware.mask_after=0.5",
@@ -530,5 +509,148 @@ fn check_refuses_a_left_to_right_connection_naming_v10() {
         "1 rule violation",
     ] {
         assert!(text.contains(part), "{part}: {text}");
+    }
+}
+
+/// The emitted samna_setup.py against recording stand-ins of samna.dynapse1 and of both
+/// ctxctl_contrib layouts (tests/python/samna_stub): every CONNECTIONS row is `count`
+/// add_connection calls with the document's neurons (inputs as spike generators on chip 0),
+/// the biases go out as (name, coarse, fine) for every used core, no call goes from a left to a
+/// right chip, and the board is opened with each layout's own open_dynapse1 signature. Without
+/// either layout the script exits naming both and PYTHONPATH.
+#[test]
+fn samna_script_drives_both_ctxctl_layouts_as_the_document_says() {
+    // the driver and the stand-ins need the standard library only
+    let Some(py) = common::python_peer("samna_script_drives_both_ctxctl_layouts", &["json"]) else {
+        return;
+    };
+    let doc = common::two_chip_doc();
+    assert!(validate::validate(&doc).is_empty());
+    let chips: std::collections::BTreeSet<u32> = doc.neurons.iter().map(|p| p.chip).collect();
+    assert_eq!(chips, [0, 2].into());
+    assert!(doc.inputs.iter().any(|i| i.target_chip == 2));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("samna_setup.py");
+    std::fs::write(&script, robust_snn::export::dynapse1::samna_script(&doc)).unwrap();
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/samna_contract.py");
+    let run = |layout: &str| -> serde_json::Value {
+        let o = Command::new(&py)
+            .arg("-B") // no __pycache__ in tests/python
+            .arg(&driver)
+            .arg(&script)
+            .arg(layout)
+            .args(["--device-name", "board7"])
+            .args(["--sender-port", "15001", "--receiver-port", "15002"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{layout}: {stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+
+    // expected calls, from the document: `count` times (pre, post, type name) in its order
+    let names = ["GABA_B", "GABA_A", "NMDA", "AMPA"];
+    let place = |g: u32| {
+        let p = doc.neuron_by_gid(g).unwrap();
+        serde_json::json!([p.chip, p.core, p.neuron, false])
+    };
+    let mut want_calls = Vec::new();
+    for c in &doc.connections {
+        let pre = match c.pre {
+            doc::Source::Neuron(g) => place(g),
+            doc::Source::Input(j) => {
+                let i = &doc.inputs[j as usize];
+                serde_json::json!([0, i.tag_core, i.tag_neuron, true])
+            }
+        };
+        for _ in 0..c.count {
+            want_calls.push(serde_json::json!([
+                pre,
+                place(c.post),
+                names[c.syn_type as usize]
+            ]));
+        }
+    }
+    let mut want_params: Vec<String> = Vec::new();
+    for core in &doc.cores {
+        for (name, b) in &core.biases {
+            want_params.push(format!(
+                "{} {} {name} {} {}",
+                core.chip, core.core, b.coarse, b.fine
+            ));
+        }
+    }
+    want_params.sort();
+    assert_eq!(want_params.len(), 25 * doc.cores.len());
+
+    for (layout, generator, utils) in [
+        ("2022", "netgen", "dynapse1utils"),
+        ("2022pkg", "netgen", "dynapse.dynapse1utils"),
+        ("2021", "NetworkGenerator", "Dynapse1Utils"),
+    ] {
+        let v = run(layout);
+        assert_eq!(
+            v["stdlib_only"], true,
+            "{layout}: {}",
+            v["module_level_imports"]
+        );
+        assert_eq!(
+            (v["generator_module"].as_str(), v["utils_module"].as_str()),
+            (Some(generator), Some(utils)),
+            "{layout}"
+        );
+        let calls = v["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), want_calls.len(), "{layout}");
+        assert_eq!(calls, &want_calls, "{layout}");
+        for c in calls {
+            let (pre, post) = (&c[0], &c[1]);
+            let left_to_right = pre[3] == false
+                && pre[0].as_u64().unwrap() % 2 == 0
+                && post[0].as_u64().unwrap() % 2 == 1;
+            assert!(!left_to_right, "{layout}: {c}");
+        }
+        assert_eq!(v["left_to_right"], serde_json::json!([]), "{layout}");
+        let mut params: Vec<String> = v["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {} {}",
+                    p[0],
+                    p[1],
+                    p[2].as_str().unwrap(),
+                    p[3],
+                    p[4]
+                )
+            })
+            .collect();
+        params.sort();
+        assert_eq!(params, want_params, "{layout}");
+        assert_eq!(v["configs_applied"], 1, "{layout}");
+        assert_eq!(v["config_is_generators"], true, "{layout}");
+        let opened = &v["opened"];
+        let want_open = if layout == "2021" {
+            serde_json::json!([{"args": ["board7"], "kwargs":
+                {"gui": false, "sender_port": 15001, "receiver_port": 15002}}])
+        } else {
+            serde_json::json!([{"args": [], "kwargs": {"gui": false, "select_device": false,
+                "sender_port": 15001, "receiver_port": 15002}}])
+        };
+        assert_eq!(opened, &want_open, "{layout}");
+    }
+
+    let v = run("none");
+    let exit = v["exit"].as_str().expect("the script exits with a message");
+    for part in [
+        "2022: netgen.py and dynapse1utils.py",
+        "2021: NetworkGenerator.py and Dynapse1Utils.py",
+        "PYTHONPATH",
+    ] {
+        assert!(exit.contains(part), "{part}: {exit}");
     }
 }

@@ -157,3 +157,59 @@ pub fn python_peer(test: &str, modules: &[&str]) -> Option<std::path::PathBuf> {
     );
     None
 }
+
+/// A network spread over two chips, mapped by the library without training: 1100 neurons (1019
+/// fit chip 0 beside the input tags, the rest go to chip 2), the initial dense W_fast, a sparse
+/// random W_slow of both signs and 2 input channels (ON and OFF inputs on both chips).
+pub fn two_chip_doc() -> Doc {
+    use robust_snn::export::dynapse1::map::{MapOptions, map_network};
+    use robust_snn::snn::{Network, SnnParams};
+    // xorshift, uniform in [-1, 1): deterministic on every machine
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let (n, nc, n_in) = (1100, 4, 2);
+    let w_in: Vec<f32> = (0..n_in * nc).map(|_| next()).collect();
+    let w_out: Vec<f32> = (0..nc).map(|_| next()).collect();
+    let params = SnnParams {
+        n,
+        ..Default::default()
+    };
+    let mut net = Network::init(params, w_in, w_out, nc, n_in, 1, 3).unwrap();
+    net.w_slow = (0..n * n)
+        .map(|_| {
+            let x = next();
+            if x.abs() > 0.99 { x } else { 0.0 }
+        })
+        .collect();
+    map_network(&net, &MapOptions::default()).unwrap().doc
+}
+
+/// `--set` overrides that make `robust-snn export` (or `run`) of an XOR config train and
+/// re-simulate in seconds: a tiny teacher, one short training epoch, a few chips and trials.
+/// Add `snn.n=...` to choose the network size (the tests/export.rs tests use 40).
+pub const TINY_EXPORT: &[&str] = &[
+    "teacher.hidden=8",
+    "teacher.epochs=1",
+    "teacher.batches_per_epoch=1",
+    "teacher.batch_size=2",
+    "teacher.val_trials=4",
+    "teacher.test_trials=4",
+    "training.epochs=1",
+    "training.samples_per_epoch=2",
+    // a tiny network fires fast: keep every training chip so that W_slow moves
+    "training.robust.max_rate_hz=0",
+    "training.val_trials=2",
+    "training.test_trials=2",
+    "evaluation.test_trials=4",
+    "evaluation.val_trials=2",
+    "evaluation.val_instances=2",
+    "evaluation.gain_steps=5",
+    "evaluation.recurrent_scales=[1.0, 0.5]",
+    "export.instances=3",
+    "export.fast_cams=8",
+];
