@@ -142,7 +142,7 @@ struct Index {
 
 /// Chips 0 and 2 are the board's left chips, 1 and 3 its right ones (rule V10).
 pub fn is_left_chip(chip: u32) -> bool {
-    chip % 2 == 0
+    chip.is_multiple_of(2)
 }
 
 fn in_range(chip: u32, core: u32, neuron: u32) -> bool {
