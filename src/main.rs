@@ -44,6 +44,11 @@ enum Command {
     /// [export] section). `--check FILE` only validates an export document (ours or
     /// hand-written) and lists each violation with its location.
     Export(ExportArgs),
+    /// Bring a recurrent spiking network trained elsewhere (a NIR graph: LIF / CubaLIF / LI /
+    /// Affine / Linear nodes) into DIR/snn/ as an engine network, so `evaluate` runs the chip
+    /// study on it (trains the config's teacher when DIR/teacher/ is missing: the study's data
+    /// need it). Prints every approximation; refuses what the engine cannot represent.
+    Import(ImportArgs),
     /// Measure ensemble simulation throughput (neuron-steps/s, synaptic events/s).
     Bench(BenchArgs),
 }
@@ -173,6 +178,14 @@ enum ExportFormat {
     Dynapse1,
     /// NIR graph (HDF5, readable by the Python `nir` package).
     Nir,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The NIR graph (.nir, as `nir.write` writes it).
+    file: PathBuf,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -439,6 +452,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export(e) if e.instance.is_some() => {
             anyhow::bail!("export --instance K needs --format nir")
+        }
+        Command::Import(a) => {
+            let cfg = a.common.load()?;
+            let resolved = backend::resolve(a.common.backend)?;
+            let run = RunDir::new(&a.common.out);
+            let o = robust_snn::nir::import_stage(&a.file, &cfg, &run, &resolved)
+                .context("importing a NIR graph")?;
+            for n in &o.notices {
+                eprintln!("notice: {n}");
+            }
+            println!(
+                "imported {} (N = {}, C = {}, outputs {}, {} synapse type(s)): test accuracy {:.4} on {} trials, {:.1} Hz -> {}",
+                a.file.display(),
+                o.n,
+                o.n_in,
+                o.n_out,
+                o.synapse_types,
+                o.test_accuracy,
+                o.test_trials,
+                o.mean_rate_hz,
+                run.network_file().display()
+            );
         }
         Command::Export(e) => match &e.check {
             Some(file) => check_export(file)?,

@@ -64,8 +64,12 @@ impl Method {
         matches!(self, Method::Ads | Method::Force)
     }
 
+    /// A method by its name, [`Method::Imported`] included (a stored network may be one).
     pub fn parse(s: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == s)
+        Method::ALL
+            .into_iter()
+            .chain([Method::Imported])
+            .find(|m| m.name() == s)
     }
 }
 
