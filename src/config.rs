@@ -914,6 +914,14 @@ impl Config {
                 crate::snn::MAX_EXTRA_SYNAPSE_TYPES
             ));
         }
+        if r.method == crate::snn::Method::Imported {
+            p.push(
+                "training.method = \"imported\": an imported network is not trained here; \
+                 bring it in with `robust-snn import FILE.nir` and choose ads, bptt, force or \
+                 reservoir to train one"
+                    .to_string(),
+            );
+        }
         if r.method != crate::snn::Method::Ads && (r.hardware.enabled() || r.qat_bits > 0) {
             p.push(format!(
                 "training.method = \"{}\": hardware-aware training and QAT are Network ADS recipes; \

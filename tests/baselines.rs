@@ -347,6 +347,27 @@ fn bad_method_settings_are_refused() {
     }
 }
 
+/// "imported" names how a stored network came in (`robust-snn import`), not a way to train one.
+#[test]
+fn training_method_imported_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    let out = bin()
+        .args(["train", "--config", "configs/xor.toml", "--out"])
+        .arg(&run)
+        .args(["--set", "training.method=imported"])
+        .args(TINY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("training.method = \"imported\"") && err.contains("robust-snn import"),
+        "{err}"
+    );
+    assert!(!run.join("teacher").exists() && !run.join("snn").exists());
+}
+
 /// `run` with a baseline: the whole pipeline (study, export) on the baseline's network, and no
 /// plain Network ADS twin beside it (that comparison belongs to the ADS recipes).
 #[test]
