@@ -188,6 +188,13 @@ def main(argv):
     mon = StateMonitor(G, ["v", "r"], record=True, when="end")
     net = Network(objs + [spk, mon])
     order = [(o.name, o.when, o.order) for o in net.sorted_objects]
+    # the engine's step order needs this schedule: Euler and decays (from the previous step's
+    # values), the threshold test, a <- rho a, the spikes into the currents, the reset, records
+    names = [o.name for o in net.sorted_objects]
+    want = ["lif_stateupdater", "lif_spike_thresholder", "adaptation"] \
+        + [f"syn_{s}_pre" for s, _ in syn] + ["lif_spike_resetter", "statemonitor"]
+    if [x for x in names if x in want] != want:
+        fail(f"Brian2's schedule is {order}, not the engine's step order {want}")
     # an explicit (empty) run namespace: names resolve in the groups only, never in locals
     net.run(steps * dt_s * second, namespace={})
 
