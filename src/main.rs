@@ -457,7 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = a.common.load()?;
             let resolved = backend::resolve(a.common.backend)?;
             let run = RunDir::new(&a.common.out);
-            let o = robust_snn::nir::import_stage(&a.file, &cfg, &run, &resolved)
+            let o = robust_snn::stages::import_nir(&a.file, &cfg, &run, &resolved)
                 .context("importing a NIR graph")?;
             for n in &o.notices {
                 eprintln!("notice: {n}");

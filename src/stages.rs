@@ -775,3 +775,135 @@ pub fn pipeline(
         export,
     })
 }
+
+/// What `robust-snn import` brought in.
+#[derive(Clone, Debug)]
+pub struct ImportOutcome {
+    pub n: usize,
+    pub n_in: usize,
+    pub n_out: usize,
+    /// W_fast, W_slow and the extra types that are not all zero.
+    pub synapse_types: usize,
+    pub test_accuracy: f64,
+    pub test_trials: usize,
+    pub mean_rate_hz: f64,
+    pub notices: Vec<String>,
+}
+
+/// `DIR/snn/import.json`: where an imported network came from and how its nodes were mapped.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ImportRecord {
+    pub source: String,
+    pub producer: Option<String>,
+    pub notices: Vec<String>,
+    /// `[graph node, engine part]`.
+    pub mapping: Vec<(String, String)>,
+}
+
+/// `robust-snn import FILE --out DIR`: reads the graph, maps it onto an engine network (see
+/// [`crate::nir::import`]) for the config's task, and writes `DIR/snn/` (network, metrics on the test
+/// split, `import.json`) and `DIR/config.toml`; trains the config's teacher first when
+/// `DIR/teacher/` lacks it (the study's data and comparisons use it). Every check runs before
+/// anything is written.
+pub fn import_nir(
+    file: &std::path::Path,
+    cfg: &Config,
+    run: &RunDir,
+    backend: &crate::backend::Resolved,
+) -> Result<ImportOutcome, crate::nir::NirError> {
+    let graph = crate::nir::hdf5::read(file)?;
+    let task = cfg.task();
+    let imported = crate::nir::import::import_graph(
+        &graph,
+        &file.display().to_string(),
+        &cfg.snn,
+        task.channels(),
+        task.outputs(),
+    )?;
+    let net = imported.net;
+    if task.dt_ms() != net.params.dt_ms {
+        return Err(crate::nir::NirError::Graph {
+            file: file.display().to_string(),
+            reason: format!(
+                "the task's dt ({} ms) differs from snn.dt_ms ({} ms)",
+                task.dt_ms(),
+                net.params.dt_ms
+            ),
+        });
+    }
+    let err = |e: crate::Error| crate::nir::NirError::Other(e);
+    write_config(cfg, run).map_err(err)?;
+    let teacher = ensure_teacher(cfg, run, backend).map_err(err)?;
+    let test = crate::learn::trainer::evaluate(
+        &net,
+        &teacher,
+        task.as_ref(),
+        crate::tasks::Split::Test,
+        cfg.training.test_trials,
+        cfg.seed,
+    )
+    .map_err(|e| err(e.into()))?;
+    let metrics = SnnMetrics {
+        task: task.name().to_string(),
+        method: net.method,
+        seed: cfg.seed,
+        network_seed: cfg.seed,
+        n: net.n,
+        nc: net.nc,
+        use_fast: net.params.use_fast,
+        test_accuracy: test.accuracy,
+        teacher_test_accuracy: test.teacher_accuracy,
+        reconstruction_error: None,
+        test_mse: test.mse,
+        mean_rate_hz: test.mean_rate_hz,
+        test_trials: test.trials,
+        best_epoch: 0,
+        best_val_r: None,
+        best_val_accuracy: None,
+        epochs: 0,
+        train_seconds: 0.0,
+        networks_trained: 0,
+        backend: backend.label(),
+        regime: crate::learn::regime::regime(
+            &net,
+            &teacher,
+            task.as_ref(),
+            crate::tasks::Split::Test,
+            REGIME_TRIALS.min(cfg.training.test_trials),
+            cfg.seed,
+        ),
+    };
+    let record = ImportRecord {
+        source: file.display().to_string(),
+        producer: graph.metadata.get("producer").map(|m| m.to_string()),
+        notices: imported.notices.clone(),
+        mapping: imported.mapping.clone(),
+    };
+    let snn = run.snn();
+    let io = |p: &std::path::Path, e: std::io::Error| {
+        crate::nir::NirError::Other(crate::Error::io(p, e))
+    };
+    let stage = crate::report::StagedDir::new(&snn).map_err(|e| io(&snn, e))?;
+    net.save(&stage.join(crate::config::NETWORK_FILE))
+        .map_err(|e| crate::nir::NirError::Other(e.into()))?;
+    crate::report::write_json(&stage.join("metrics.json"), &metrics)
+        .map_err(|e| io(&stage.join("metrics.json"), e))?;
+    crate::report::write_json(&stage.join("import.json"), &record)
+        .map_err(|e| io(&stage.join("import.json"), e))?;
+    stage.commit().map_err(|e| io(&snn, e))?;
+    let nonzero = |w: &[f32]| w.iter().any(|&x| x != 0.0);
+    Ok(ImportOutcome {
+        n: net.n,
+        n_in: net.n_in,
+        n_out: net.n_out,
+        synapse_types: [nonzero(&net.w_fast), nonzero(&net.w_slow)]
+            .into_iter()
+            .chain(net.extra_synapses.iter().map(|t| t.is_nonzero()))
+            .filter(|&b| b)
+            .count(),
+        test_accuracy: test.accuracy,
+        test_trials: test.trials,
+        mean_rate_hz: test.mean_rate_hz,
+        notices: imported.notices,
+    })
+}

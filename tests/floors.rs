@@ -21,6 +21,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("baselines", 8),
     ("study", 9),
     ("export", 10),
+    ("nir", 10),
     ("stages", 11),
     ("sweep", 12),
 ];
