@@ -1,39 +1,12 @@
 """Stand-in of ctxctl_contrib's 2022 netgen.py (illian-g/...DYNAP_SE2-): records every
 add_connection; a left-to-right connection only prints a warning there (recorded here)."""
-import samna.dynapse1 as dyn1
-
-CALLS = []  # [pre, post, synapse type name], pre/post = [chip, core, neuron, is_spike_gen]
-LEFT_TO_RIGHT = []
+from netgen_stub import CALLS, LEFT_TO_RIGHT, Neuron, RecordingGenerator  # noqa: F401
 
 
-class Neuron:
-    def __init__(self, chip_id=0, core_id=0, neuron_id=0, is_spike_gen=False):
-        # as the real constructor: spike generators exist on chip 0 only
-        num_chips = 1 if is_spike_gen else 4
-        if not 0 <= chip_id < num_chips:
-            raise Exception("chip id invalid!")
-        if not 0 <= core_id < 4:
-            raise Exception("core id invalid!")
-        if not 0 <= neuron_id < 256:
-            raise Exception("neuron id invalid!")
-        self.chip_id, self.core_id, self.neuron_id = chip_id, core_id, neuron_id
-        self.is_spike_gen = is_spike_gen
-
-    def key(self):
-        return [self.chip_id, self.core_id, self.neuron_id, self.is_spike_gen]
-
-
-class NetworkGenerator:
-    def __init__(self):
-        self.config = dyn1.Dynapse1Configuration()
-
-    def add_connection(self, pre, post, synapse_type):
-        if post.is_spike_gen:
-            raise Exception("post neuron cannot be a spike generator!")
-        if pre.is_spike_gen is False and pre.chip_id in [0, 2] and post.chip_id in [1, 3]:
-            LEFT_TO_RIGHT.append([pre.key(), post.key()])
-            print("WARNING: you are building connections from left chips [0,2] to right chips [1,3]!")
-        CALLS.append([pre.key(), post.key(), dyn1.Dynapse1SynType(synapse_type).name])
+class NetworkGenerator(RecordingGenerator):
+    def left_to_right(self, pre, post):
+        LEFT_TO_RIGHT.append([pre.key(), post.key()])
+        print("WARNING: you are building connections from left chips [0,2] to right chips [1,3]!")
 
     def make_dynapse1_configuration(self, validation=True):
         return self.config
